@@ -1,0 +1,3 @@
+from memory_operator.cli import main
+
+raise SystemExit(main())

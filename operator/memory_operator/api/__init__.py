@@ -1,0 +1,21 @@
+"""The memory-operator.io/v1alpha1 API, modelled with pydantic; the CRDs are generated from it."""
+
+from memory_operator.api.backup import MemoryBackup, MemoryBackupSpec, MemoryBackupStatus
+from memory_operator.api.common import API_VERSION, GROUP, VERSION
+from memory_operator.api.policy import MemoryPolicy, MemoryPolicySpec, MemoryPolicyStatus
+from memory_operator.api.store import MemoryStore, MemoryStoreSpec, MemoryStoreStatus
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "MemoryBackup",
+    "MemoryBackupSpec",
+    "MemoryBackupStatus",
+    "MemoryPolicy",
+    "MemoryPolicySpec",
+    "MemoryPolicyStatus",
+    "MemoryStore",
+    "MemoryStoreSpec",
+    "MemoryStoreStatus",
+]

@@ -1,0 +1,328 @@
+"""The MemoryStore custom resource: one Qdrant database, one memory server, their secrets and schedules."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from memory_operator.api.common import (
+    CRON_PATTERN,
+    DURATION_PATTERN,
+    ApiModel,
+    Condition,
+    ObjectMeta,
+    ObjectName,
+    Quantity,
+    ResourceRequirements,
+    SecretKeyRef,
+    cel,
+    immutable,
+    immutable_when_set,
+)
+from memory_operator.images import DEFAULT_QDRANT_IMAGE
+
+KIND = "MemoryStore"
+PLURAL = "memorystores"
+
+
+def _resources(cpu: str, memory: str, memory_limit: str) -> ResourceRequirements:
+    return ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits={"memory": memory_limit})
+
+
+class StorageSpec(ApiModel):
+    """The persistent volume of each Qdrant node."""
+
+    model_config = ConfigDict(json_schema_extra=immutable_when_set("storageClassName"))
+
+    size: Quantity = "10Gi"
+    """Requested size of each node's volume. It can grow but never shrink."""
+    storage_class_name: str | None = Field(default=None, max_length=253)
+    """StorageClass of the volumes; the cluster default when unset. Immutable."""
+
+
+class CollectionSpec(ApiModel):
+    """The Qdrant collection that holds the memories."""
+
+    model_config = ConfigDict(json_schema_extra=immutable("name"))
+
+    name: str = Field(default="memories", pattern=r"^[a-zA-Z0-9_-]{1,255}$")
+    """Collection name. Immutable: renaming would orphan every memory."""
+    on_disk: bool = False
+    """Keep vectors on disk (memory-mapped) instead of in RAM."""
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    """Copies of each shard across nodes; 2 or more keeps data available while a node restarts."""
+    shard_number: int = Field(default=1, ge=1, le=256)
+    """Number of shards the collection is split into."""
+
+
+class VectorStoreSpec(ApiModel):
+    """The Qdrant vector database."""
+
+    image: str = Field(default=DEFAULT_QDRANT_IMAGE, min_length=1, max_length=512)
+    """Qdrant container image, pinned to a version."""
+    replicas: int = Field(default=1, ge=1, le=64)
+    """Qdrant nodes; more than one runs Qdrant in distributed (cluster) mode."""
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    """Persistent volume of each node."""
+    resources: ResourceRequirements = Field(default_factory=lambda: _resources("250m", "512Mi", "2Gi"))
+    """Compute resources of each node."""
+    collection: CollectionSpec = Field(default_factory=CollectionSpec)
+    """The collection that holds the memories."""
+
+
+class ServerFlavor(StrEnum):
+    builtin = "builtin"
+    openmemory = "openmemory"
+
+
+class ModelProviderSpec(ApiModel):
+    """A language or embedding model provider, as mem0 configures it."""
+
+    provider: str = Field(min_length=1, max_length=63)
+    """mem0 provider name, e.g. `openai`, `ollama`, `huggingface`."""
+    model: str = Field(min_length=1, max_length=253)
+    """Model name at that provider."""
+    api_key_secret_ref: SecretKeyRef | None = None
+    """Secret key holding the provider's API key; keys are never written in the spec."""
+    base_url: str | None = Field(default=None, max_length=2048)
+    """Endpoint of a self-hosted or proxied provider."""
+
+
+class EmbedderSpec(ModelProviderSpec):
+    """The embedding model; its dimension sizes the collection's vectors."""
+
+    dims: int = Field(ge=1, le=65536)
+    """Dimension of the vectors the model produces. Immutable: vectors of another size do not fit."""
+
+    model_config = ConfigDict(json_schema_extra=immutable("dims"))
+
+
+class ServerSpec(ApiModel):
+    """The memory API server agents talk to."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "self.flavor != 'openmemory' || self.replicas <= 1",
+            "the openmemory flavor keeps state in SQLite and runs at most 1 replica",
+            ".replicas",
+        )
+    )
+
+    flavor: ServerFlavor = ServerFlavor.builtin
+    """`builtin` runs the operator's own OpenMemory-compatible server (authenticated, stateless, scalable);
+    `openmemory` runs the upstream OpenMemory image (single replica, no authentication of its own)."""
+    replicas: int = Field(default=1, ge=0, le=64)
+    """Server pods. The `openmemory` flavor keeps state in a local SQLite file and allows only one."""
+    image: str | None = Field(default=None, max_length=512)
+    """Container image; the pinned default of the flavor when unset."""
+    llm: ModelProviderSpec | None = None
+    """Language model used to extract and categorise memories; without one, memories are stored verbatim."""
+    embedder: EmbedderSpec | None = None
+    """Embedding model; the local all-MiniLM-L6-v2 (384 dimensions) when unset."""
+    resources: ResourceRequirements = Field(default_factory=lambda: _resources("100m", "512Mi", "2Gi"))
+    """Compute resources of each server pod."""
+    user: str = Field(default="default", min_length=1, max_length=253)
+    """Default user id of the `openmemory` flavor (its `USER` variable)."""
+
+    @model_validator(mode="after")
+    def _openmemory_is_single_replica(self) -> ServerSpec:
+        if self.flavor == ServerFlavor.openmemory and self.replicas > 1:
+            raise ValueError("the openmemory flavor keeps state in SQLite and runs at most 1 replica")
+        return self
+
+
+class AuthSpec(ApiModel):
+    """API keys that clients present to the memory server and the server presents to Qdrant."""
+
+    existing_secret: ObjectName | None = None
+    """Adopt this Secret instead of generating one; it must hold `apiKeyKey`."""
+    api_key_key: str = Field(default="api-key", min_length=1, max_length=253)
+    """Key of the read-write API key in the Secret."""
+    read_only_api_key_key: str = Field(default="read-only-api-key", min_length=1, max_length=253)
+    """Key of the read-only API key in the Secret (optional in an existing Secret)."""
+
+
+class PvcDestination(ApiModel):
+    """Backups kept on a PersistentVolumeClaim."""
+
+    claim_name: ObjectName | None = None
+    """An existing claim to write to; the operator creates `<store>-backups` when unset."""
+    size: Quantity = "20Gi"
+    """Size of the claim the operator creates."""
+    storage_class_name: str | None = Field(default=None, max_length=253)
+    """StorageClass of the claim the operator creates."""
+
+
+class S3Destination(ApiModel):
+    """Backups kept in an S3-compatible bucket."""
+
+    bucket: str = Field(min_length=3, max_length=63)
+    """Bucket name."""
+    prefix: str = Field(default="", max_length=512)
+    """Key prefix under which this store's backups go."""
+    endpoint: str | None = Field(default=None, max_length=2048)
+    """Endpoint URL of an S3-compatible service; AWS when unset."""
+    region: str | None = Field(default=None, max_length=63)
+    """Region of the bucket."""
+    credentials_secret: ObjectName
+    """Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`."""
+
+
+class BackupDestination(ApiModel):
+    """Where backups go: exactly one of `pvc` and `s3`."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel("has(self.pvc) != has(self.s3)", "exactly one of pvc and s3 must be set")
+    )
+
+    pvc: PvcDestination | None = None
+    """Keep backups on a volume."""
+    s3: S3Destination | None = None
+    """Keep backups in an S3 bucket."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BackupDestination:
+        if (self.pvc is None) == (self.s3 is None):
+            raise ValueError("exactly one of pvc and s3 must be set")
+        return self
+
+
+class BackupRetention(ApiModel):
+    """Which backups are pruned; a backup is kept while it satisfies both limits."""
+
+    max_count: int = Field(default=7, ge=1, le=1000)
+    """Completed backups kept at most."""
+    max_age: Annotated[str, Field(pattern=DURATION_PATTERN)] | None = "30d"
+    """Backups older than this are pruned, e.g. `30d`."""
+
+
+class BackupSpec(ApiModel):
+    """Scheduled snapshots of every collection."""
+
+    schedule: str = Field(default="0 2 * * *", pattern=CRON_PATTERN)
+    """Cron schedule of backups (in UTC)."""
+    destination: BackupDestination = Field(default_factory=lambda: BackupDestination(pvc=PvcDestination()))
+    """Where backups go."""
+    retention: BackupRetention = Field(default_factory=BackupRetention)
+    """Which backups are pruned."""
+    suspend: bool = False
+    """Stop scheduling backups, keeping the existing ones."""
+
+
+class FromBackup(ApiModel):
+    """A completed MemoryBackup to restore from."""
+
+    name: ObjectName
+    """Name of the MemoryBackup, in the store's namespace."""
+
+
+class BootstrapSpec(ApiModel):
+    """How a new store's data begins. Immutable."""
+
+    model_config = ConfigDict(json_schema_extra=cel("self == oldSelf", "bootstrap is immutable"))
+
+    from_backup: FromBackup | None = None
+    """Restore the collections of a completed backup before the server starts."""
+
+
+class DeletionPolicy(StrEnum):
+    Retain = "Retain"
+    Delete = "Delete"
+
+
+class MemoryStoreSpec(ApiModel):
+    """Desired state of a MemoryStore."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel("has(self.bootstrap) == has(oldSelf.bootstrap)", "bootstrap is immutable")
+    )
+
+    vector_store: VectorStoreSpec = Field(default_factory=VectorStoreSpec)
+    """The Qdrant vector database."""
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    """The memory API server."""
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+    """API keys of the server and of Qdrant."""
+    backup: BackupSpec | None = None
+    """Scheduled backups; none when unset."""
+    bootstrap: BootstrapSpec | None = None
+    """Restore a new store from a backup. Immutable: it can be neither added nor removed later."""
+    deletion_policy: DeletionPolicy = DeletionPolicy.Retain
+    """On deletion, `Retain` keeps volumes and backups for later adoption; `Delete` removes them."""
+    paused: bool = False
+    """Stop reconciling: children are left exactly as they are."""
+
+
+Phase = Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused"]
+
+
+class Endpoints(ApiModel):
+    """Where clients reach the store, inside the cluster."""
+
+    server: str | None = None
+    """Base URL of the memory API (`/api/v1/memories/`)."""
+    mcp: str | None = None
+    """MCP streamable-HTTP URL template (`/mcp/{client}/http/{user_id}`)."""
+    qdrant: str | None = None
+    """Qdrant REST URL."""
+
+
+class LastBackup(ApiModel):
+    """The newest MemoryBackup of the store."""
+
+    name: str
+    """Name of the MemoryBackup."""
+    phase: str
+    """Its phase."""
+    completion_time: str | None = None
+    """When it finished (RFC 3339)."""
+
+
+class LastExpiration(ApiModel):
+    """The newest expiration run of a policy on the store."""
+
+    policy: str
+    """Name of the MemoryPolicy."""
+    time: str
+    """When the run finished (RFC 3339)."""
+    deleted: int = 0
+    """Memories deleted (or, in a dry run, that would be)."""
+    succeeded: bool = True
+    """Whether the run succeeded."""
+
+
+class MemoryStoreStatus(ApiModel):
+    """Observed state of a MemoryStore."""
+
+    phase: Phase = "Pending"
+    """Summary of the store's state."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """`Ready` and one condition per component."""
+    observed_generation: int | None = None
+    """The `metadata.generation` last reconciled."""
+    ready_replicas: str | None = None
+    """Ready Qdrant nodes over desired, e.g. `3/3`."""
+    endpoints: Endpoints | None = None
+    """In-cluster URLs of the store."""
+    credentials_secret: str | None = None
+    """Name of the Secret with the API keys (never the keys themselves)."""
+    last_backup: LastBackup | None = None
+    """The newest backup."""
+    last_expiration: LastExpiration | None = None
+    """The newest expiration run."""
+    memory_count: int | None = None
+    """Memories in the collection at the last count."""
+
+
+class MemoryStore(ApiModel):
+    """A long-term memory service for AI agents: Qdrant, a memory server, retention and backups."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = "memory-operator.io/v1alpha1"
+    kind: str = KIND
+    metadata: ObjectMeta
+    spec: MemoryStoreSpec = Field(default_factory=MemoryStoreSpec)
+    status: MemoryStoreStatus | None = None

@@ -1,0 +1,1 @@
+"""Subcommands of the `memory-operator` CLI that need no heavy dependency."""
