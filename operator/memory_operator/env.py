@@ -1,0 +1,49 @@
+"""Environment variables and paths by which the operator configures the processes it runs.
+
+The renderers write these into pod specs and the `server`, `expire`, `backup` and `restore` roles read
+them, so both sides name them from here.
+"""
+
+# Where Qdrant is and how to authenticate to it.
+QDRANT_URL = "MEMORY_QDRANT_URL"
+QDRANT_API_KEY = "MEMORY_QDRANT_API_KEY"
+# The collection that holds the memories.
+COLLECTION = "MEMORY_COLLECTION"
+# Keys clients present to the memory server (read-write and read-only).
+API_KEY = "MEMORY_API_KEY"
+READ_ONLY_API_KEY = "MEMORY_READ_ONLY_API_KEY"
+# Models (a provider empty or unset means the local all-MiniLM-L6-v2 embedder / no LLM).
+EMBEDDER_PROVIDER = "MEMORY_EMBEDDER_PROVIDER"
+EMBEDDER_MODEL = "MEMORY_EMBEDDER_MODEL"
+EMBEDDER_DIMS = "MEMORY_EMBEDDER_DIMS"
+EMBEDDER_API_KEY = "MEMORY_EMBEDDER_API_KEY"
+EMBEDDER_BASE_URL = "MEMORY_EMBEDDER_BASE_URL"
+LLM_PROVIDER = "MEMORY_LLM_PROVIDER"
+LLM_MODEL = "MEMORY_LLM_MODEL"
+LLM_API_KEY = "MEMORY_LLM_API_KEY"
+LLM_BASE_URL = "MEMORY_LLM_BASE_URL"
+# YAML file with custom categories, custom instructions and per-category default expiration.
+SERVER_CONFIG_FILE = "MEMORY_SERVER_CONFIG_FILE"
+# JSON file with a MemoryPolicy's spec, for the expiration job.
+POLICY_FILE = "MEMORY_POLICY_FILE"
+# Base URL of the memory server, for jobs that must go through its API (the openmemory flavor).
+SERVER_URL = "MEMORY_SERVER_URL"
+# The store's flavor (`builtin` or `openmemory`), for jobs whose method depends on it.
+SERVER_FLAVOR = "MEMORY_SERVER_FLAVOR"
+# Name and namespace of the store a job works for (for its summary and logs).
+STORE_NAME = "MEMORY_STORE_NAME"
+STORE_NAMESPACE = "MEMORY_STORE_NAMESPACE"
+
+SERVER_PORT = 8765
+QDRANT_HTTP_PORT = 6333
+QDRANT_GRPC_PORT = 6334
+QDRANT_P2P_PORT = 6335
+METRICS_PORT = 9090
+
+# Mount points inside the pods the operator renders.
+CONFIG_DIR = "/etc/memory-operator"
+SERVER_CONFIG_PATH = f"{CONFIG_DIR}/server.yaml"
+POLICY_PATH = f"{CONFIG_DIR}/policy.json"
+# A writable scratch folder (the root file system is read-only): mem0's history DB, model caches.
+SCRATCH_DIR = "/tmp/memory-operator"
+TERMINATION_LOG = "/dev/termination-log"
