@@ -1,0 +1,123 @@
+{{/* Name of the operator's objects: the release name, or fullnameOverride. */}}
+{{- define "memory-operator.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Labels of every object of the chart. `app.kubernetes.io/name: memory-operator` is fixed: the
+NetworkPolicies the operator renders let pods with this label reach Qdrant.
+*/}}
+{{- define "memory-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "memory-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: memory-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "memory-operator.selectorLabels" -}}
+app.kubernetes.io/name: memory-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "memory-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "memory-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "memory-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The jobs run the operator's image unless told otherwise. */}}
+{{- define "memory-operator.jobImage" -}}
+{{- $repository := default .Values.image.repository .Values.jobs.image.repository -}}
+{{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.jobs.image.tag -}}
+{{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
+
+{{/* Namespaces that get the jobs' ServiceAccount and its role binding. */}}
+{{- define "memory-operator.jobNamespaces" -}}
+{{- if .Values.rbac.clusterWide -}}
+{{- toJson (uniq .Values.jobs.namespaces) -}}
+{{- else -}}
+{{- toJson (uniq .Values.watchNamespaces) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+What the operator may do in the namespaces it watches (docs/security.md explains each rule).
+Namespaced resources only; `memory-operator.clusterRules` holds the cluster-scoped ones.
+*/}}
+{{- define "memory-operator.namespacedRules" -}}
+- apiGroups: ["memory-operator.io"]
+  resources: ["memorystores", "memorypolicies"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+# Backups: scheduled ones are created, pruned ones deleted.
+- apiGroups: ["memory-operator.io"]
+  resources: ["memorybackups"]
+  verbs: ["get", "list", "watch", "patch", "update", "create", "delete"]
+- apiGroups: ["memory-operator.io"]
+  resources: ["memorystores/status", "memorypolicies/status", "memorybackups/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["memory-operator.io"]
+  resources: ["memorystores/finalizers", "memorybackups/finalizers"]
+  verbs: ["update"]
+- apiGroups: [""]
+  resources: ["services", "configmaps", "secrets", "persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Pods are read only, for the results of jobs.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets", "deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["batch"]
+  resources: ["cronjobs", "jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
+
+{{/* Kopf discovers the CRDs in every mode; it lists namespaces only when it watches them all. */}}
+{{- define "memory-operator.clusterRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- if .Values.rbac.clusterWide }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+{{- end -}}
+
+{{/* What the backup job needs (the expiration job mounts no token at all). */}}
+{{- define "memory-operator.jobRules" -}}
+- apiGroups: ["memory-operator.io"]
+  resources: ["memorystores"]
+  verbs: ["get"]
+- apiGroups: ["memory-operator.io"]
+  resources: ["memorybackups"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: ["memory-operator.io"]
+  resources: ["memorybackups/status"]
+  verbs: ["get", "patch", "update"]
+# The store's credential Secrets; resourceNames cannot name them in advance, so any Secret of the namespace.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end -}}
