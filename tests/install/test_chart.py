@@ -159,6 +159,7 @@ def test_templated_crds_match_kubernetes_schemas() -> None:
         (["--set", "nonsense=1"], "nonsense"),
         (["--set", "crds.instal=false"], "instal"),
         (["--set", "metrics.qdrantPodMonitors.enabled=true"], "/metrics/qdrantPodMonitors/stores"),
+        (["--set", "metrics.serverPodMonitors.enabled=true"], "/metrics/serverPodMonitors/stores"),
         (
             ["--set", "metrics.service.enabled=false", "--set", "metrics.serviceMonitor.enabled=true"],
             "/metrics/service/enabled",
@@ -412,32 +413,35 @@ def test_service_monitor_scrapes_the_operator_metrics_service() -> None:
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
 
 
-def test_pod_monitors_scrape_servers_and_qdrant_with_its_key() -> None:
-    monitors = {m["metadata"]["name"]: m for m in kinds(render(*MONITORING), "PodMonitor")}
-    servers = monitors["memory-operator-memory-servers"]["spec"]
-    assert servers["selector"]["matchLabels"]["app.kubernetes.io/name"] == "memory-server"
-    assert servers["namespaceSelector"] == {"any": True}
-    (endpoint,) = servers["podMetricsEndpoints"]
-    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
-    qdrant = monitors["agents-qdrant"]
-    assert qdrant["metadata"]["namespace"] == "team-a"  # next to the Secret it reads
-    assert qdrant["spec"]["selector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "qdrant",
-        "app.kubernetes.io/instance": "agents",
-        "app.kubernetes.io/managed-by": "memory-operator",
+def test_pod_monitors_scrape_servers_and_qdrant_with_the_stores_keys() -> None:
+    objects = kinds(render(*MONITORING), "PodMonitor")
+    monitors = {(m["metadata"]["namespace"], m["metadata"]["name"]): m for m in objects}
+    expected = {
+        ("team-a", "agents-memory-server"): (
+            "memory-server",
+            "agents",
+            "agents-credentials",
+            "read-only-api-key",
+        ),
+        ("team-b", "support-memory-server"): ("memory-server", "support", "support-keys", "metrics-key"),
+        ("team-a", "agents-qdrant"): ("qdrant", "agents", "agents-qdrant", "api-key"),
     }
-    (endpoint,) = qdrant["spec"]["podMetricsEndpoints"]
-    assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
-    assert endpoint["authorization"] == {
-        "type": "Bearer",
-        "credentials": {"name": "agents-qdrant", "key": "api-key"},
-    }
-
-
-def test_server_pod_monitor_is_limited_to_watched_namespaces() -> None:
-    objects = render(*MONITORING, "-f", str(CHART / "ci" / "namespaced-rbac-values.yaml"))
-    (servers,) = [m for m in kinds(objects, "PodMonitor") if m["metadata"]["name"].endswith("memory-servers")]
-    assert servers["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    assert set(monitors) == set(expected)
+    for key, (app, store, secret, secret_key) in expected.items():
+        spec = monitors[key]["spec"]
+        assert "namespaceSelector" not in spec  # its own namespace, where the Secret is
+        assert spec["selector"]["matchLabels"] == {
+            "app.kubernetes.io/name": app,
+            "app.kubernetes.io/instance": store,
+            "app.kubernetes.io/managed-by": "memory-operator",
+        }
+        (endpoint,) = spec["podMetricsEndpoints"]
+        assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+        assert endpoint["authorization"] == {
+            "type": "Bearer",
+            "credentials": {"name": secret, "key": secret_key},
+        }
+        assert endpoint["relabelings"] == [{"targetLabel": "store", "replacement": store}]
 
 
 def test_prometheus_rule_alerts_on_the_operator_metrics() -> None:
