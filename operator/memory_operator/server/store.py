@@ -1,0 +1,475 @@
+"""Memories on mem0 and Qdrant, scoped by user, agent and run.
+
+Every state lives in the Qdrant point's payload, flat as mem0 writes it: mem0's own keys (`data`,
+`hash`, `created_at`, `updated_at`, `user_id`, `agent_id`, `run_id`, `expiration_date`, ...), the
+caller's metadata, and the server's keys `state`, `app` and `categories`. Replicas therefore share
+nothing but Qdrant. mem0 does the adds, updates and searches; state changes and batch deletes go to
+Qdrant directly, in one call each, because mem0 has no API for them and one call is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from memory_operator.server.config import ServerConfig, default_expiration_date
+from memory_operator.server.metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    from mem0 import Memory
+
+T = TypeVar("T")
+
+SCOPE_KEYS = ("user_id", "agent_id", "run_id")
+# Payload keys that callers' metadata may not set: mem0's own and the server's.
+RESERVED_KEYS = frozenset(
+    {
+        "data",
+        "hash",
+        "created_at",
+        "updated_at",
+        "text_lemmatized",
+        "user_id",
+        "agent_id",
+        "run_id",
+        "actor_id",
+        "role",
+        "attributed_to",
+        "expiration_date",
+        "state",
+        "state_changed_at",
+        "app",
+        "categories",
+    }
+)
+# Keys mem0 lifts out of the payload into the top level of its results.
+PROMOTED_KEYS = ("user_id", "agent_id", "run_id", "actor_id", "role", "expiration_date", "created_at", "updated_at")
+SCROLL_PAGE = 256
+
+
+class MemoryState(StrEnum):
+    active = "active"
+    paused = "paused"
+    archived = "archived"
+    # Accepted as a filter for OpenMemory clients; deletes remove the point, so nothing is ever in it.
+    deleted = "deleted"
+
+
+# What OpenMemory lists by default: everything not archived or deleted.
+LISTED_STATES = (MemoryState.active, MemoryState.paused)
+
+
+class BackendUnavailable(Exception):
+    """Qdrant could not be reached, answered with an error, or the server is still starting."""
+
+
+class MemoryNotFound(Exception):
+    """No memory with these ids in the caller's scope (memories of other users count as absent)."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        super().__init__(f"memory not found: {', '.join(ids)}")
+        self.ids = list(ids)
+
+
+class InvalidRequest(ValueError):
+    """The request is well-formed but cannot be applied (an unknown filter operator, a bad date)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose memories an operation sees: every given id must match."""
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not any(self.as_filters().values()):
+            raise InvalidRequest("at least one of user_id, agent_id, run_id is required")
+
+    def as_filters(self) -> dict[str, str]:
+        return {key: value for key in SCOPE_KEYS if (value := getattr(self, key))}
+
+    def contains(self, payload: Mapping[str, Any]) -> bool:
+        return all(payload.get(key) == value for key, value in self.as_filters().items())
+
+
+@dataclass(frozen=True)
+class StoredMemory:
+    """One memory as the API returns it."""
+
+    id: str
+    text: str
+    state: str
+    app: str | None
+    categories: list[str]
+    metadata: dict[str, Any]
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    created_at: str | None
+    updated_at: str | None
+    expiration_date: str | None
+    score: float | None = None
+
+
+def memory_from_payload(
+    point_id: Any, payload: Mapping[str, Any], score: float | None = None
+) -> StoredMemory:
+    """Read a memory out of a Qdrant payload (mem0's flat layout)."""
+    categories = payload.get("categories") or []
+    return StoredMemory(
+        id=str(point_id),
+        text=str(payload.get("data", "")),
+        state=str(payload.get("state") or MemoryState.active),
+        app=payload.get("app"),
+        categories=[str(c) for c in categories] if isinstance(categories, list) else [str(categories)],
+        metadata={k: v for k, v in payload.items() if k not in RESERVED_KEYS},
+        user_id=payload.get("user_id"),
+        agent_id=payload.get("agent_id"),
+        run_id=payload.get("run_id"),
+        created_at=payload.get("created_at"),
+        updated_at=payload.get("updated_at"),
+        expiration_date=payload.get("expiration_date"),
+        score=score,
+    )
+
+
+def is_expired(payload: Mapping[str, Any], today: dt.date) -> bool:
+    """Whether mem0 would hide this memory: its expiration date is before today (UTC)."""
+    value = payload.get("expiration_date")
+    if not value:
+        return False
+    try:
+        return dt.date.fromisoformat(str(value)) < today
+    except ValueError:
+        return False
+
+
+def caller_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The caller's metadata without keys that would overwrite mem0's or the server's own."""
+    return {k: v for k, v in (metadata or {}).items() if k not in RESERVED_KEYS}
+
+
+def categories_of(categories: Sequence[str] | None, metadata: Mapping[str, Any] | None) -> list[str]:
+    """Categories given as a field or as `metadata.categories` (a list or one name), deduplicated."""
+    found: list[str] = list(categories or [])
+    extra = (metadata or {}).get("categories")
+    if isinstance(extra, str):
+        found.append(extra)
+    elif isinstance(extra, list):
+        found.extend(str(c) for c in extra)
+    return list(dict.fromkeys(c.strip() for c in found if c and c.strip()))
+
+
+def scope_filter(
+    scope: Scope,
+    states: Sequence[str] | None = None,
+    app: str | None = None,
+    categories: Sequence[str] | None = None,
+) -> qm.Filter:
+    """A Qdrant filter for the caller's memories, narrowed by state, app and categories."""
+    must: list[qm.Condition] = [
+        qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
+        for key, value in scope.as_filters().items()
+    ]
+    if states:
+        must.append(qm.FieldCondition(key="state", match=qm.MatchAny(any=list(states))))
+    if app:
+        must.append(qm.FieldCondition(key="app", match=qm.MatchValue(value=app)))
+    if categories:
+        must.append(qm.FieldCondition(key="categories", match=qm.MatchAny(any=list(categories))))
+    return qm.Filter(must=must)
+
+
+def backend_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean Qdrant is unreachable or failed, as opposed to a bad request."""
+    import httpx
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    errors: list[type[BaseException]] = [
+        ResponseHandlingException,
+        UnexpectedResponse,
+        httpx.HTTPError,
+        ConnectionError,
+        TimeoutError,
+    ]
+    with contextlib.suppress(ImportError):
+        import grpc
+
+        errors.append(grpc.RpcError)
+    return tuple(errors)
+
+
+@dataclass
+class MemoryService:
+    """The operations behind the REST and MCP APIs."""
+
+    memory: Memory
+    client: QdrantClient
+    collection: str
+    config: ServerConfig = field(default_factory=ServerConfig)
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    # Without an LLM, `infer` is always off: the text is stored as given.
+    allow_infer: bool = False
+    # Qdrant's local mode is one SQLite file without locking of its own: serialize calls to it.
+    serialize: bool = False
+    today: Callable[[], dt.date] = field(default=lambda: dt.datetime.now(dt.UTC).date())
+
+    def __post_init__(self) -> None:
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.serialize else contextlib.nullcontext()
+        )
+        self._errors = backend_errors()
+        from mem0.exceptions import ValidationError as Mem0ValidationError
+
+        self._invalid: tuple[type[BaseException], ...] = (ValueError, TypeError, Mem0ValidationError)
+
+    @contextlib.contextmanager
+    def _backend(self) -> Iterator[None]:
+        try:
+            with self._lock:
+                yield
+        except self._errors as error:
+            self.metrics.qdrant_errors.inc()
+            raise BackendUnavailable(type(error).__name__) from error
+
+    def _call(self, kind: str, action: Callable[[], T]) -> T:
+        with self._backend():
+            try:
+                result = action()
+            except (MemoryNotFound, InvalidRequest):
+                raise
+            except self._invalid as error:
+                if isinstance(error.__cause__, self._errors):
+                    raise
+                raise InvalidRequest(str(getattr(error, "message", None) or error)) from error
+        self.metrics.operation(kind)
+        return result
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        with self._backend():
+            return bool(self.client.collection_exists(self.collection))
+
+    def _points(self, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        records = self.client.retrieve(self.collection, ids=list(ids), with_payload=True, with_vectors=False)
+        return {str(r.id): r.payload or {} for r in records}
+
+    def _owned(self, scope: Scope, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        """The payloads of these memories; MemoryNotFound unless every one is in the scope."""
+        found = self._points(ids)
+        missing = [i for i in ids if i not in found or not scope.contains(found[i])]
+        if missing:
+            raise MemoryNotFound(missing)
+        return found
+
+    def _scroll(self, query: qm.Filter) -> list[qm.Record]:
+        records: list[qm.Record] = []
+        offset: qm.ExtendedPointId | None = None
+        while True:
+            page, offset = self.client.scroll(
+                self.collection,
+                scroll_filter=query,
+                limit=SCROLL_PAGE,
+                offset=offset,
+                with_payload=True,
+                with_vectors=False,
+            )
+            records.extend(page)
+            if offset is None:
+                return records
+
+    def get(self, scope: Scope, memory_id: str) -> StoredMemory:
+        def action() -> StoredMemory:
+            return memory_from_payload(memory_id, self._owned(scope, [memory_id])[memory_id])
+
+        return self._call("get", action)
+
+    def list_memories(
+        self,
+        scope: Scope,
+        states: Sequence[str] = LISTED_STATES,
+        app: str | None = None,
+        categories: Sequence[str] | None = None,
+        text: str | None = None,
+        include_expired: bool = False,
+    ) -> list[StoredMemory]:
+        """The caller's memories, newest first, narrowed by state, app, categories and a substring."""
+
+        def action() -> list[StoredMemory]:
+            records = self._scroll(scope_filter(scope, states, app, categories))
+            today = self.today()
+            needle = text.casefold() if text else None
+            memories = [
+                memory_from_payload(r.id, r.payload or {})
+                for r in records
+                if (include_expired or not is_expired(r.payload or {}, today))
+                and (needle is None or needle in str((r.payload or {}).get("data", "")).casefold())
+            ]
+            return sorted(memories, key=lambda m: m.created_at or "", reverse=True)
+
+        return self._call("list", action)
+
+    def search(
+        self, scope: Scope, query: str, limit: int = 10, filters: Mapping[str, Any] | None = None
+    ) -> list[StoredMemory]:
+        """Active memories of the caller nearest to the query; `filters` are mem0 metadata filters."""
+        # The scope and state come last so that no filter can widen the search beyond the caller.
+        effective = {**(filters or {}), **scope.as_filters(), "state": MemoryState.active.value}
+
+        def action() -> list[StoredMemory]:
+            found = self.memory.search(query, top_k=limit, filters=effective)["results"]
+            return [self._from_result(item) for item in found]
+
+        return self._call("search", action)
+
+    @staticmethod
+    def _from_result(item: Mapping[str, Any]) -> StoredMemory:
+        # mem0 returns its own keys at the top and the rest of the payload under `metadata`.
+        payload = dict(item.get("metadata") or {})
+        payload.update({k: item[k] for k in PROMOTED_KEYS if item.get(k) is not None})
+        payload["data"] = item.get("memory", "")
+        return memory_from_payload(item["id"], payload, score=item.get("score"))
+
+    def categories(self, scope: Scope) -> list[tuple[str, str | None, int]]:
+        """Configured and used categories with the caller's count of listed memories in each."""
+
+        def action() -> list[tuple[str, str | None, int]]:
+            counts: Counter[str] = Counter()
+            for record in self._scroll(scope_filter(scope, LISTED_STATES)):
+                counts.update(memory_from_payload(record.id, record.payload or {}).categories)
+            described = {c.name: c.description for c in self.config.categories}
+            names = list(dict.fromkeys([*self.config.category_names(), *sorted(counts)]))
+            return [(name, described.get(name), counts[name]) for name in names]
+
+        return self._call("list", action)
+
+    def stats(self, scope: Scope) -> tuple[int, dict[str, int]]:
+        """The caller's number of listed memories, and of memories per app."""
+
+        def action() -> tuple[int, dict[str, int]]:
+            records = self._scroll(scope_filter(scope, LISTED_STATES))
+            apps = Counter(str((r.payload or {}).get("app") or "default") for r in records)
+            return len(records), dict(sorted(apps.items()))
+
+        return self._call("list", action)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def add(
+        self,
+        scope: Scope,
+        messages: str | Sequence[Mapping[str, Any]],
+        metadata: Mapping[str, Any] | None = None,
+        categories: Sequence[str] | None = None,
+        app: str | None = None,
+        infer: bool = False,
+        expiration_date: dt.date | None = None,
+    ) -> list[StoredMemory]:
+        """Store a memory (or, with an LLM and `infer`, the facts it extracts) for the caller."""
+        names = categories_of(categories, metadata)
+        expires = expiration_date or default_expiration_date(names, self.config.expirations(), self.today())
+        payload = {**caller_metadata(metadata), "state": MemoryState.active.value, "categories": names}
+        if app:
+            payload["app"] = app
+
+        def action() -> list[StoredMemory]:
+            result = self.memory.add(
+                messages if isinstance(messages, str) else [dict(m) for m in messages],
+                **scope.as_filters(),
+                metadata=payload,
+                infer=infer and self.allow_infer,
+                expiration_date=expires.isoformat() if expires else None,
+            )
+            ids = [str(r["id"]) for r in result["results"] if r.get("event") in ("ADD", "UPDATE")]
+            points = self._points(ids) if ids else {}
+            return [memory_from_payload(i, points[i]) for i in ids if i in points]
+
+        return self._call("add", action)
+
+    def update(
+        self,
+        scope: Scope,
+        memory_id: str,
+        text: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StoredMemory:
+        """Change a memory's text (re-embedded by mem0) and merge metadata into it."""
+
+        def action() -> StoredMemory:
+            self._owned(scope, [memory_id])
+            extra = caller_metadata(metadata) if metadata is not None else None
+            if text is not None or extra:
+                self.memory.update(memory_id, text=text, metadata=extra)
+            return memory_from_payload(memory_id, self._points([memory_id])[memory_id])
+
+        return self._call("update", action)
+
+    def delete(self, scope: Scope, memory_ids: Sequence[str]) -> int:
+        """Delete these memories, all or none: every id must be the caller's."""
+
+        def action() -> int:
+            ids = list(dict.fromkeys(memory_ids))
+            self._owned(scope, ids)
+            self.client.delete(self.collection, points_selector=qm.PointIdsList(points=list(ids)), wait=True)
+            return len(ids)
+
+        return self._call("delete", action)
+
+    def delete_all(self, scope: Scope) -> int:
+        """Delete every memory of the caller, in one filtered call."""
+
+        def action() -> int:
+            query = scope_filter(scope)
+            count = self.client.count(self.collection, count_filter=query, exact=True).count
+            self.client.delete(self.collection, points_selector=qm.FilterSelector(filter=query), wait=True)
+            return count
+
+        return self._call("delete", action)
+
+    def set_state(self, scope: Scope, memory_ids: Sequence[str], state: MemoryState) -> int:
+        """Archive, pause or reactivate these memories, all or none."""
+
+        def action() -> int:
+            ids = list(dict.fromkeys(memory_ids))
+            self._owned(scope, ids)
+            self.client.set_payload(
+                self.collection, payload=self._state_payload(state), points=list(ids), wait=True
+            )
+            return len(ids)
+
+        return self._call("state", action)
+
+    def set_state_where(
+        self,
+        scope: Scope,
+        state: MemoryState,
+        app: str | None = None,
+        categories: Sequence[str] | None = None,
+    ) -> int:
+        """Change the state of every memory of the caller in an app and/or categories (or all)."""
+
+        def action() -> int:
+            query = scope_filter(scope, app=app, categories=categories)
+            count = self.client.count(self.collection, count_filter=query, exact=True).count
+            self.client.set_payload(
+                self.collection, payload=self._state_payload(state), points=query, wait=True
+            )
+            return count
+
+        return self._call("state", action)
+
+    @staticmethod
+    def _state_payload(state: MemoryState) -> dict[str, str]:
+        return {"state": state.value, "state_changed_at": dt.datetime.now(dt.UTC).isoformat()}
