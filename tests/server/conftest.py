@@ -57,9 +57,7 @@ class ServerThread:
 
     def __init__(self, slot: ServiceSlot, metrics: ServerMetrics, max_body_bytes: int = 64 * 1024) -> None:
         self.port = free_port()
-        app = create_app(
-            slot, ApiKeys(API_KEY, READ_ONLY_KEY), metrics, max_body_bytes, host="127.0.0.1"
-        )
+        app = create_app(slot, ApiKeys(API_KEY, READ_ONLY_KEY), metrics, max_body_bytes, host="127.0.0.1")
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -85,7 +83,9 @@ def embedding_model() -> Any:
 
 
 def local_settings(path: Path) -> ServerSettings:
-    return ServerSettings(api_key=API_KEY, read_only_api_key=READ_ONLY_KEY, qdrant_path=path, host="127.0.0.1")
+    return ServerSettings(
+        api_key=API_KEY, read_only_api_key=READ_ONLY_KEY, qdrant_path=path, host="127.0.0.1"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -94,12 +94,17 @@ def server(tmp_path_factory: pytest.TempPathFactory, embedding_model: Any) -> It
     settings = local_settings(tmp_path_factory.mktemp("qdrant"))
     config = ServerConfig.model_validate(
         {
-            "categories": ["incident", {"name": "runbook", "description": "How to operate", "expiration": "never"}],
+            "categories": [
+                "incident",
+                {"name": "runbook", "description": "How to operate", "expiration": "never"},
+            ],
             "defaultExpiration": {"temporary": "3d"},
         }
     )
     metrics = ServerMetrics()
-    slot = ServiceSlot(build=lambda: build_service(settings, config, metrics, embedding_model=embedding_model))
+    slot = ServiceSlot(
+        build=lambda: build_service(settings, config, metrics, embedding_model=embedding_model)
+    )
     slot.build_until_ready()
     with ServerThread(slot, metrics) as live:
         yield live

@@ -22,7 +22,9 @@ def add(server: LiveServer, user: str, text: str, **fields: Any) -> dict[str, An
 
 
 def test_openmemory_round_trip(server: LiveServer, user: str) -> None:
-    created = add(server, user, "The payments API depends on Postgres 16", metadata={"team": "core"}, app="cursor")
+    created = add(
+        server, user, "The payments API depends on Postgres 16", metadata={"team": "core"}, app="cursor"
+    )
     assert created["content"] == "The payments API depends on Postgres 16"
     assert created["state"] == "active" and created["app_name"] == "cursor"
     assert created["metadata_"] == {"team": "core"}
@@ -48,7 +50,9 @@ def test_openmemory_round_trip(server: LiveServer, user: str) -> None:
 
 def test_pagination_and_filters(server: LiveServer, user: str) -> None:
     for n in range(5):
-        add(server, user, f"note number {n}", app="a" if n % 2 else "b", categories=["notes"] if n < 2 else [])
+        add(
+            server, user, f"note number {n}", app="a" if n % 2 else "b", categories=["notes"] if n < 2 else []
+        )
     with server.client() as client:
         page = client.get(MEMORIES, params={"user_id": user, "page": 2, "size": 2}).json()
         assert (page["total"], page["pages"], page["size"], len(page["items"])) == (5, 3, 2, 2)
@@ -61,7 +65,11 @@ def test_pagination_and_filters(server: LiveServer, user: str) -> None:
             f"{MEMORIES}filter",
             json={"user_id": user, "app_ids": ["b"], "sort_column": "memory", "sort_direction": "asc"},
         ).json()
-        assert [i["content"] for i in filtered["items"]] == ["note number 0", "note number 2", "note number 4"]
+        assert [i["content"] for i in filtered["items"]] == [
+            "note number 0",
+            "note number 2",
+            "note number 4",
+        ]
 
         categories = client.get(f"{MEMORIES}categories", params={"user_id": user}).json()
         counts = {c["name"]: c["count"] for c in categories["categories"]}
@@ -88,7 +96,9 @@ def test_archive_and_pause_change_state_in_qdrant(server: LiveServer, user: str)
         search = client.post("/search", json={"query": "pets", "user_id": user}).json()
         assert search["results"] == [], "only active memories are searched"
 
-        resumed = client.post(f"{MEMORIES}actions/pause", json={"user_id": user, "global_pause": True, "state": "active"})
+        resumed = client.post(
+            f"{MEMORIES}actions/pause", json={"user_id": user, "global_pause": True, "state": "active"}
+        )
         assert resumed.status_code == 200
     payload = server.slot.get().client.retrieve("memories", [first])[0].payload
     assert payload is not None and payload["state"] == "active"
@@ -96,10 +106,17 @@ def test_archive_and_pause_change_state_in_qdrant(server: LiveServer, user: str)
 
 def test_mem0_shape_search_with_metadata_filters(server: LiveServer, user: str) -> None:
     with server.client() as client:
-        for text, kind in [("checkout calls the fraud service", "dependency"), ("fraud service outage on Monday", "incident")]:
-            response = client.post("/memories", json={"messages": text, "user_id": user, "metadata": {"type": kind}})
+        for text, kind in [
+            ("checkout calls the fraud service", "dependency"),
+            ("fraud service outage on Monday", "incident"),
+        ]:
+            response = client.post(
+                "/memories", json={"messages": text, "user_id": user, "metadata": {"type": kind}}
+            )
             assert response.status_code == 200, response.text
-        everything = client.post("/search", json={"query": "fraud service", "user_id": user}).json()["results"]
+        everything = client.post("/search", json={"query": "fraud service", "user_id": user}).json()[
+            "results"
+        ]
         assert len(everything) == 2
         incidents = client.post(
             "/search", json={"query": "fraud service", "user_id": user, "filters": {"type": "incident"}}
@@ -108,7 +125,11 @@ def test_mem0_shape_search_with_metadata_filters(server: LiveServer, user: str) 
         assert incidents[0]["metadata"] == {"type": "incident"} and incidents[0]["score"] > 0
 
         memory_id = incidents[0]["id"]
-        assert client.get(f"/memories/{memory_id}", params={"user_id": user}).json()["memory"].startswith("fraud")
+        assert (
+            client.get(f"/memories/{memory_id}", params={"user_id": user})
+            .json()["memory"]
+            .startswith("fraud")
+        )
         assert client.delete(f"/memories/{memory_id}", params={"user_id": user}).status_code == 200
         assert len(client.get("/memories", params={"user_id": user}).json()["results"]) == 1
 
@@ -171,7 +192,9 @@ def test_auth(server: LiveServer, user: str) -> None:
         assert read_only.post("/search", json={"query": "x", "user_id": user}).status_code == 200
         denied = read_only.post(MEMORIES, json={"user_id": user, "text": "x"})
         assert denied.status_code == 403
-        assert read_only.request("DELETE", MEMORIES, json={"memory_ids": [], "user_id": user}).status_code == 403
+        assert (
+            read_only.request("DELETE", MEMORIES, json={"memory_ids": [], "user_id": user}).status_code == 403
+        )
     with server.client() as client:
         assert client.get(MEMORIES, params={"user_id": user}).json()["total"] == 0, "nothing was written"
 
@@ -187,7 +210,9 @@ def test_auth(server: LiveServer, user: str) -> None:
         (f"{MEMORIES}actions/archive", {"memory_ids": ["not-a-uuid"], "user_id": "u"}, "memory_ids"),
     ],
 )
-def test_bad_input_is_422_naming_the_field(server: LiveServer, path: str, body: dict[str, Any], field: str) -> None:
+def test_bad_input_is_422_naming_the_field(
+    server: LiveServer, path: str, body: dict[str, Any], field: str
+) -> None:
     with server.client() as client:
         response = client.post(path, json=body)
     assert response.status_code == 422
@@ -198,7 +223,9 @@ def test_scope_and_filters_errors_are_422(server: LiveServer, user: str) -> None
     with server.client() as client:
         no_scope = client.post("/search", json={"query": "x"})
         assert no_scope.status_code == 422 and "user_id" in no_scope.text
-        bad_operator = client.post("/search", json={"query": "x", "user_id": user, "filters": {"n": {"near": 1}}})
+        bad_operator = client.post(
+            "/search", json={"query": "x", "user_id": user, "filters": {"n": {"near": 1}}}
+        )
         assert bad_operator.status_code == 422 and "near" in bad_operator.text
 
 

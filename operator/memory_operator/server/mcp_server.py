@@ -8,25 +8,43 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from memory_operator.server.auth import Access, ApiKeys, access_of
-from memory_operator.server.store import MemoryService, StoredMemory
+from memory_operator.server.store import (
+    BackendUnavailable,
+    InvalidRequest,
+    MemoryNotFound,
+    MemoryService,
+    StoredMemory,
+)
 from memory_operator.server.store import Scope as MemoryScope
 
+T = TypeVar("T")
 ACCESS_KEY = "memory_operator.access"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-class ReadOnlyKey(Exception):
+class ReadOnlyKey(ToolError):
     """A write tool called with the read-only key."""
+
+
+async def _run(action: Callable[[], T]) -> T:
+    """Run a blocking service call in a thread; expected failures reach the model as tool errors."""
+    try:
+        return await anyio.to_thread.run_sync(action)
+    except (MemoryNotFound, InvalidRequest, BackendUnavailable) as error:
+        raise ToolError(
+            str(error) if not isinstance(error, BackendUnavailable) else "memory store unavailable"
+        ) from error
 
 
 def _caller(ctx: Context) -> tuple[MemoryScope, str, Access]:
@@ -61,33 +79,33 @@ def build_mcp(service: Callable[[], MemoryService]) -> MCPServer:
     async def add_memories(text: str, ctx: Context) -> str:
         scope, client_name, access = _caller(ctx)
         writable(access)
-        added = await anyio.to_thread.run_sync(lambda: service().add(scope, text, app=client_name))
+        added = await _run(lambda: service().add(scope, text, app=client_name))
         return json.dumps({"results": [{**_summary(m), "event": "ADD"} for m in added]})
 
     @mcp.tool(description="Search through stored memories. Call it for every user query.")
     async def search_memory(query: str, ctx: Context) -> str:
         scope, _, _ = _caller(ctx)
-        found = await anyio.to_thread.run_sync(lambda: service().search(scope, query, limit=10))
+        found = await _run(lambda: service().search(scope, query, limit=10))
         return json.dumps({"results": [_summary(m) for m in found]})
 
     @mcp.tool(description="List all memories of the user.")
     async def list_memories(ctx: Context) -> str:
         scope, _, _ = _caller(ctx)
-        listed = await anyio.to_thread.run_sync(lambda: service().list_memories(scope))
+        listed = await _run(lambda: service().list_memories(scope))
         return json.dumps([_summary(m) for m in listed])
 
     @mcp.tool(description="Delete specific memories by their ids.")
     async def delete_memories(memory_ids: list[str], ctx: Context) -> str:
         scope, _, access = _caller(ctx)
         writable(access)
-        count = await anyio.to_thread.run_sync(lambda: service().delete(scope, memory_ids))
+        count = await _run(lambda: service().delete(scope, memory_ids))
         return f"Successfully deleted {count} memories"
 
     @mcp.tool(description="Delete all memories of the user.")
     async def delete_all_memories(ctx: Context) -> str:
         scope, _, access = _caller(ctx)
         writable(access)
-        count = await anyio.to_thread.run_sync(lambda: service().delete_all(scope))
+        count = await _run(lambda: service().delete_all(scope))
         return f"Successfully deleted all memories ({count})"
 
     return mcp

@@ -52,7 +52,16 @@ RESERVED_KEYS = frozenset(
     }
 )
 # Keys mem0 lifts out of the payload into the top level of its results.
-PROMOTED_KEYS = ("user_id", "agent_id", "run_id", "actor_id", "role", "expiration_date", "created_at", "updated_at")
+PROMOTED_KEYS = (
+    "user_id",
+    "agent_id",
+    "run_id",
+    "actor_id",
+    "role",
+    "expiration_date",
+    "created_at",
+    "updated_at",
+)
 SCROLL_PAGE = 256
 
 
