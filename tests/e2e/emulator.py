@@ -10,6 +10,7 @@ no admission, no schema validation (beyond requiring the CRDs' resources to exis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime
 import json
@@ -54,7 +55,9 @@ BUILTINS = [
     ResourceType("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
     ResourceType("", "v1", "services", "Service", status=True, short_names=("svc",)),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
-    ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", status=True, short_names=("pvc",)),
+    ResourceType(
+        "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", status=True, short_names=("pvc",)
+    ),
     ResourceType("", "v1", "pods", "Pod", status=True, short_names=("po",)),
     ResourceType("", "v1", "events", "Event", short_names=("ev",)),
     ResourceType("events.k8s.io", "v1", "events", "Event"),
@@ -63,11 +66,18 @@ BUILTINS = [
     ResourceType("batch", "v1", "jobs", "Job", status=True),
     ResourceType("batch", "v1", "cronjobs", "CronJob", status=True, short_names=("cj",)),
     ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short_names=("netpol",)),
-    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", status=True, short_names=("pdb",)),
+    ResourceType(
+        "policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", status=True, short_names=("pdb",)
+    ),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease"),
     ResourceType(
-        "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
-        namespaced=False, status=True, short_names=("crd",),
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+        status=True,
+        short_names=("crd",),
     ),
 ]
 
@@ -78,8 +88,15 @@ class ApiError(Exception):
         self.code, self.reason, self.message = code, reason, message
 
     def body(self) -> Obj:
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
 
 
 def now() -> str:
@@ -285,7 +302,10 @@ class World:
             if not version.get("served", True):
                 continue
             rt = ResourceType(
-                spec["group"], version["name"], spec["names"]["plural"], spec["names"]["kind"],
+                spec["group"],
+                version["name"],
+                spec["names"]["plural"],
+                spec["names"]["kind"],
                 namespaced=spec.get("scope", "Namespaced") == "Namespaced",
                 status="status" in (version.get("subresources") or {}),
                 printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
@@ -347,15 +367,25 @@ class World:
         return obj
 
     async def update(
-        self, rt: ResourceType, namespace: str | None, name: str, new: Obj, subresource: str | None,
-        manager: str, check_rv: str | None = None,
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        new: Obj,
+        subresource: str | None,
+        manager: str,
+        check_rv: str | None = None,
     ) -> tuple[Obj, bool]:
         """Store `new` as the object, keeping what the endpoint may not change; returns (obj, changed)."""
         key = self.key(rt, namespace, name)
         old = self.get(rt, namespace, name)
         if check_rv and check_rv != old["metadata"].get("resourceVersion"):
-            raise ApiError(409, "Conflict", f'the object "{name}" has been modified; please apply your changes '
-                                            "to the latest version and try again")
+            raise ApiError(
+                409,
+                "Conflict",
+                f'the object "{name}" has been modified; please apply your changes '
+                "to the latest version and try again",
+            )
         if subresource == "status":
             result = copy.deepcopy(old)
             if "status" in new:
@@ -413,10 +443,15 @@ class World:
         return entries
 
     async def apply(
-        self, rt: ResourceType, namespace: str | None, name: str, config: Obj, manager: str,
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        config: Obj,
+        manager: str,
         subresource: str | None,
     ) -> tuple[Obj, bool]:
-        """Server-side apply: create, or merge the configuration and drop what the manager stopped applying."""
+        """Server-side apply: create, or merge the config and drop what the manager stopped applying."""
         key = self.key(rt, namespace, name)
         config = copy.deepcopy(config)
         config.setdefault("metadata", {})["name"] = name
@@ -433,8 +468,11 @@ class World:
         if rt.kind == "Secret" and "stringData" in merged:
             merged = self.secret_data(merged)
             merged_data = {**live.get("data", {}), **merged.get("data", {})}
-            merged["data"] = {k: v for k, v in merged_data.items() if k in merged["data"] or
-                              k not in (previous.get("data") or {})}
+            merged["data"] = {
+                k: v
+                for k, v in merged_data.items()
+                if k in merged["data"] or k not in (previous.get("data") or {})
+            }
         self.applied[(key, manager)] = config
         return await self.update(rt, namespace, name, merged, subresource, manager)
 
@@ -477,11 +515,16 @@ class World:
                 continue
             if orphan:
                 kept = [r for r in refs if r.get("uid") != owner_uid]
-                await self.update(rt, key[2], key[3], merge_patch(obj, {"metadata": {"ownerReferences": kept}}),
-                                  None, "garbage-collector")
-            elif not any(r.get("uid") in live_uids for r in refs):
-                if key in self.objects:
-                    await self.delete(rt, key[2] or None, key[3], "Background")
+                await self.update(
+                    rt,
+                    key[2],
+                    key[3],
+                    merge_patch(obj, {"metadata": {"ownerReferences": kept}}),
+                    None,
+                    "garbage-collector",
+                )
+            elif not any(r.get("uid") in live_uids for r in refs) and key in self.objects:
+                await self.delete(rt, key[2] or None, key[3], "Background")
 
 
 class Emulator:
@@ -545,13 +588,21 @@ class Emulator:
             return list(self.writes[index:])
 
     def kubeconfig(self) -> str:
-        return yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "emulator", "user": {"token": "emulator"}}],
-            "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "emulator",
-                                                          "namespace": "default"}}],
-        })
+        return yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "emulator",
+                "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+                "users": [{"name": "emulator", "user": {"token": "emulator"}}],
+                "contexts": [
+                    {
+                        "name": "emulator",
+                        "context": {"cluster": "emulator", "user": "emulator", "namespace": "default"},
+                    }
+                ],
+            }
+        )
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -573,11 +624,13 @@ class Emulator:
         world = self.world
         parts = [p for p in request.path.split("/") if p]
         if request.path in ("/version", "/version/"):
-            return web.json_response({"major": "1", "minor": "34", "gitVersion": "v1.34.0-emulator",
-                                      "platform": "linux/amd64"})
+            return web.json_response(
+                {"major": "1", "minor": "34", "gitVersion": "v1.34.0-emulator", "platform": "linux/amd64"}
+            )
         if parts == ["api"]:
-            return web.json_response({"kind": "APIVersions", "versions": ["v1"],
-                                      "serverAddressByClientCIDRs": []})
+            return web.json_response(
+                {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+            )
         if parts == ["apis"]:
             return web.json_response(self._groups())
         if parts[:2] == ["openapi", "v3"]:
@@ -605,7 +658,9 @@ class Emulator:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else None
         subresource = rest[2] if len(rest) > 2 else None
-        manager = request.query.get("fieldManager") or request.headers.get("User-Agent", "unknown").split("/")[0]
+        manager = (
+            request.query.get("fieldManager") or request.headers.get("User-Agent", "unknown").split("/")[0]
+        )
         method = request.method
         if method == "GET":
             if name is None:
@@ -633,7 +688,9 @@ class Emulator:
                     patched = json_patch(live, body)
                 else:  # merge patch; strategic merge treated as merge (lists replaced)
                     patched = merge_patch(live, body)
-                check = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+                check = (
+                    (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+                )
                 obj, changed = await world.update(rt, namespace, name, patched, subresource, manager, check)
         elif method == "DELETE":
             propagation = (body or {}).get("propagationPolicy") or request.query.get("propagationPolicy", "")
@@ -657,8 +714,10 @@ class Emulator:
         labels = request.query.get("labelSelector")
         fields = request.query.get("fieldSelector")
         return [
-            o for o in self.world.items(rt, namespace)
-            if selector_matches(labels, o["metadata"].get("labels") or {}) and field_selector_matches(fields, o)
+            o
+            for o in self.world.items(rt, namespace)
+            if selector_matches(labels, o["metadata"].get("labels") or {})
+            and field_selector_matches(fields, o)
         ]
 
     def _respond(self, request: web.Request, rt: ResourceType, data: Any, listing: bool) -> web.Response:
@@ -666,20 +725,31 @@ class Emulator:
         if "as=Table" in request.headers.get("Accept", ""):
             return web.json_response(self._table(rt, data if listing else [data]))
         if listing:
-            return web.json_response({
-                "kind": f"{rt.kind}List", "apiVersion": rt.api_version,
-                "metadata": {"resourceVersion": str(self.world.rv)}, "items": data,
-            })
+            return web.json_response(
+                {
+                    "kind": f"{rt.kind}List",
+                    "apiVersion": rt.api_version,
+                    "metadata": {"resourceVersion": str(self.world.rv)},
+                    "items": data,
+                }
+            )
         return web.json_response(data)
 
     def _table(self, rt: ResourceType, objs: list[Obj]) -> Obj:
         columns = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
-        extra = list(rt.printer_columns) or [{"name": "Age", "type": "date",
-                                               "jsonPath": ".metadata.creationTimestamp"}]
+        extra = list(rt.printer_columns) or [
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+        ]
         for column in extra:
-            columns.append({"name": column["name"], "type": "string" if column["type"] == "date"
-                            else column["type"], "format": "", "description": column.get("description", ""),
-                            "priority": column.get("priority", 0)})
+            columns.append(
+                {
+                    "name": column["name"],
+                    "type": "string" if column["type"] == "date" else column["type"],
+                    "format": "",
+                    "description": column.get("description", ""),
+                    "priority": column.get("priority", 0),
+                }
+            )
         rows = []
         for obj in objs:
             cells: list[Any] = [obj["metadata"]["name"]]
@@ -689,13 +759,27 @@ class Emulator:
                 if column["type"] == "date":
                     value = age(value)
                 cells.append(value)
-            rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata",
-                                                    "apiVersion": "meta.k8s.io/v1",
-                                                    "metadata": obj["metadata"]}})
-        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": str(
-            self.world.rv if self.world else 0)}, "columnDefinitions": columns, "rows": rows}
+            rows.append(
+                {
+                    "cells": cells,
+                    "object": {
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": obj["metadata"],
+                    },
+                }
+            )
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": str(self.world.rv if self.world else 0)},
+            "columnDefinitions": columns,
+            "rows": rows,
+        }
 
-    async def _watch(self, request: web.Request, rt: ResourceType, namespace: str | None) -> web.StreamResponse:
+    async def _watch(
+        self, request: web.Request, rt: ResourceType, namespace: str | None
+    ) -> web.StreamResponse:
         assert self.world is not None
         world = self.world
         labels = request.query.get("labelSelector")
@@ -733,10 +817,8 @@ class Emulator:
                 if remaining <= 0:
                     break
                 async with world.changed:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(world.changed.wait(), timeout=min(remaining, 5))
-                    except TimeoutError:
-                        pass
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return response
@@ -750,8 +832,12 @@ class Emulator:
             return f"apis/{group}/{version}" if group else f"api/{version}"
 
         if not path:
-            return {"paths": {gv_path(g, v): {"serverRelativeURL": f"/openapi/v3/{gv_path(g, v)}?hash=1"}
-                              for g, v in sorted(versions)}}
+            return {
+                "paths": {
+                    gv_path(g, v): {"serverRelativeURL": f"/openapi/v3/{gv_path(g, v)}?hash=1"}
+                    for g, v in sorted(versions)
+                }
+            }
         wanted = "/".join(path)
         schemas = {}
         paths: dict[str, Obj] = {}
@@ -759,11 +845,19 @@ class Emulator:
             if gv_path(rt.group, rt.version) == wanted:
                 # A PATCH that takes `fieldValidation` tells kubectl the server validates fields itself.
                 scope = "namespaces/{namespace}/" if rt.namespaced else ""
-                paths[f"/{wanted}/{scope}{rt.plural}/{{name}}"] = {"patch": {
-                    "x-kubernetes-group-version-kind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
-                    "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
-                    "responses": {"200": {"description": "OK"}},
-                }}
+                paths[f"/{wanted}/{scope}{rt.plural}/{{name}}"] = {
+                    "patch": {
+                        "x-kubernetes-group-version-kind": {
+                            "group": rt.group,
+                            "version": rt.version,
+                            "kind": rt.kind,
+                        },
+                        "parameters": [
+                            {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}
+                        ],
+                        "responses": {"200": {"description": "OK"}},
+                    }
+                }
                 schemas[f"{rt.group or 'core'}.{rt.version}.{rt.kind}"] = {
                     "type": "object",
                     "x-kubernetes-preserve-unknown-fields": True,
@@ -773,8 +867,12 @@ class Emulator:
                 }
         if not schemas:
             raise ApiError(404, "NotFound", "no such group version")
-        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.34.0"}, "paths": paths,
-                "components": {"schemas": schemas}}
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.34.0"},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
 
     def _groups(self) -> Obj:
         assert self.world is not None
@@ -795,12 +893,31 @@ class Emulator:
         for rt in self.world.types.values():
             if (rt.group, rt.version) != (group, version):
                 continue
-            resources.append({"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
-                              "kind": rt.kind, "verbs": verbs, "shortNames": list(rt.short_names)})
+            resources.append(
+                {
+                    "name": rt.plural,
+                    "singularName": rt.singular,
+                    "namespaced": rt.namespaced,
+                    "kind": rt.kind,
+                    "verbs": verbs,
+                    "shortNames": list(rt.short_names),
+                }
+            )
             if rt.status:
-                resources.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
-                                  "kind": rt.kind, "verbs": ["get", "patch", "update"]})
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/status",
+                        "singularName": "",
+                        "namespaced": rt.namespaced,
+                        "kind": rt.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
         if not resources:
             raise ApiError(404, "NotFound", "no such group version")
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }

@@ -1,0 +1,1 @@
+"""The operator: Kopf handlers that keep MemoryStores, MemoryPolicies and MemoryBackups converged."""

@@ -1,0 +1,219 @@
+"""A small async client for the few API calls the controller makes, on the official `kubernetes` client.
+
+Every write of a child is a server-side apply with one field manager and `force`, so writes are
+idempotent and take ownership of the fields the operator renders. Blocking calls run in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from memory_operator.api.common import API_VERSION
+from memory_operator.controller import metrics
+
+FIELD_MANAGER = "memory-operator"
+
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+def _resources(*items: Resource) -> dict[tuple[str, str], Resource]:
+    return {(r.api_version, r.kind): r for r in items}
+
+
+RESOURCES = _resources(
+    Resource("v1", "Secret", "secrets"),
+    Resource("v1", "ConfigMap", "configmaps"),
+    Resource("v1", "Service", "services"),
+    Resource("v1", "ServiceAccount", "serviceaccounts"),
+    Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+    Resource("v1", "Pod", "pods"),
+    Resource("apps/v1", "StatefulSet", "statefulsets"),
+    Resource("apps/v1", "Deployment", "deployments"),
+    Resource("batch/v1", "CronJob", "cronjobs"),
+    Resource("batch/v1", "Job", "jobs"),
+    Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    Resource(API_VERSION, "MemoryStore", "memorystores"),
+    Resource(API_VERSION, "MemoryPolicy", "memorypolicies"),
+    Resource(API_VERSION, "MemoryBackup", "memorybackups"),
+)
+
+SECRET = RESOURCES[("v1", "Secret")]
+PVC = RESOURCES[("v1", "PersistentVolumeClaim")]
+POD = RESOURCES[("v1", "Pod")]
+STATEFULSET = RESOURCES[("apps/v1", "StatefulSet")]
+DEPLOYMENT = RESOURCES[("apps/v1", "Deployment")]
+JOB = RESOURCES[("batch/v1", "Job")]
+STORE = RESOURCES[(API_VERSION, "MemoryStore")]
+POLICY = RESOURCES[(API_VERSION, "MemoryPolicy")]
+BACKUP = RESOURCES[(API_VERSION, "MemoryBackup")]
+
+
+def resource_of(manifest: Mapping[str, Any]) -> Resource:
+    """The resource of a manifest; only kinds the operator manages are known."""
+    key = (manifest["apiVersion"], manifest["kind"])
+    if key not in RESOURCES:
+        raise KeyError(f"the operator does not manage {key[1]} ({key[0]})")
+    return RESOURCES[key]
+
+
+class Kube:
+    """Async wrapper over `ApiClient.call_api`; 404 becomes `None` (or `False` for deletes)."""
+
+    def __init__(self, api: ApiClient, timeout_seconds: float = 30.0) -> None:
+        self._api = api
+        self._timeout = timeout_seconds
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        return self._api.call_api(
+            path,
+            method,
+            query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            response_types_map={"200": "object", "201": "object", "202": "object"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _request_timeout=self._timeout,
+        )
+
+    async def _run(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self._call, method, path, **kwargs)
+
+    async def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(await self._run("GET", resource.path(namespace, name)))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def list(
+        self, resource: Resource, namespace: str | None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = {"labelSelector": label_selector} if label_selector else {}
+        result = await self._run("GET", resource.path(namespace), query=query)
+        return list(result.get("items") or [])
+
+    async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply with the operator's field manager, forcing ownership of conflicting fields."""
+        resource = resource_of(manifest)
+        meta = manifest["metadata"]
+        metrics.API_WRITES.labels(kind=manifest["kind"]).inc()
+        return dict(
+            await self._run(
+                "PATCH",
+                resource.path(meta.get("namespace"), meta["name"]),
+                query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                body=json.loads(json.dumps(manifest)),
+                content_type=APPLY,
+            )
+        )
+
+    async def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE,
+    ) -> dict[str, Any] | None:
+        """A merge patch (or a JSON patch); `None` when the object is gone."""
+        metrics.API_WRITES.labels(kind=resource.kind).inc()
+        try:
+            return dict(
+                await self._run(
+                    "PATCH",
+                    resource.path(namespace, name, subresource),
+                    query={"fieldManager": FIELD_MANAGER},
+                    body=patch,
+                    content_type=content_type,
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def patch_status(
+        self, resource: Resource, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        return await self.patch(resource, namespace, name, {"status": dict(status)}, subresource="status")
+
+    async def create(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Create an object; `None` when it already exists."""
+        resource = resource_of(manifest)
+        metrics.API_WRITES.labels(kind=manifest["kind"]).inc()
+        try:
+            return dict(
+                await self._run(
+                    "POST",
+                    resource.path(manifest["metadata"].get("namespace")),
+                    query={"fieldManager": FIELD_MANAGER},
+                    body=dict(manifest),
+                )
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            raise
+
+    async def delete(self, resource: Resource, namespace: str | None, name: str) -> bool:
+        """Delete an object and, in the background, its dependents; `False` when it was already gone."""
+        metrics.API_WRITES.labels(kind=resource.kind).inc()
+        try:
+            await self._run(
+                "DELETE",
+                resource.path(namespace, name),
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+
+def selector(labels: Mapping[str, str]) -> str:
+    """An equality-based label selector string."""
+    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))

@@ -1,0 +1,142 @@
+"""Desired children versus live ones: what to apply, what to prune, and nothing when they are equal.
+
+A child is applied when it is missing, when the manifest the operator would apply differs from the one
+it applied last (a hash kept in an annotation of the child: this catches fields the operator stopped
+rendering), or when someone changed a field the operator sets (every rendered field must be present,
+equal, in the live object: this catches drift). Fields the API server or other controllers add are
+ignored, so a converged child costs no write.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+HASH_ANNOTATION = "memory-operator.io/applied-hash"
+# Kinds the operator deletes when no longer rendered. PersistentVolumeClaims hold data and Secrets hold
+# keys that clients already use: those are never pruned.
+PRUNABLE_KINDS = frozenset(
+    {"ConfigMap", "Service", "StatefulSet", "Deployment", "CronJob", "NetworkPolicy", "PodDisruptionBudget"}
+)
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, manifest: Mapping[str, Any]) -> ObjectRef:
+        meta = manifest["metadata"]
+        return cls(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"])
+
+
+@dataclass
+class Plan:
+    apply: list[dict[str, Any]] = field(default_factory=list)
+    """Stamped manifests to server-side apply, in render order."""
+    prune: list[ObjectRef] = field(default_factory=list)
+    """Children no longer rendered."""
+    unchanged: int = 0
+    """Children already as desired."""
+
+
+def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
+    """A controller reference to `owner`, so that deleting it collects the child."""
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def owned(manifest: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `manifest` owned by `owner`."""
+    result = copy.deepcopy(dict(manifest))
+    result["metadata"]["ownerReferences"] = [owner_reference(owner)]
+    return result
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    """A stable digest of a manifest, without its own hash annotation."""
+    bare = copy.deepcopy(dict(manifest))
+    meta = bare.get("metadata", {})
+    meta.get("annotations", {}).pop(HASH_ANNOTATION, None)
+    if "annotations" in meta and not meta["annotations"]:
+        del meta["annotations"]
+    canonical = json.dumps(bare, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def stamped(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `manifest` carrying the hash of its content."""
+    result = copy.deepcopy(dict(manifest))
+    digest = manifest_hash(result)
+    result["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    return result
+
+
+def comparable(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest as the API server stores it (Secrets keep `data`, never `stringData`)."""
+    result = copy.deepcopy(dict(manifest))
+    if result.get("kind") == "Secret" and "stringData" in result:
+        data = result.setdefault("data", {})
+        for key, value in result.pop("stringData").items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+    return result
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Whether every field of `desired` is present and equal in `live` (lists element by element)."""
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return False
+        return all(key in live and is_subset(value, live[key]) for key, value in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            return False
+        return all(is_subset(d, lv) for d, lv in zip(desired, live, strict=True))
+    return bool(desired == live)
+
+
+def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+    """Whether a stamped desired manifest must be applied over the live object."""
+    if live is None:
+        return True
+    desired_hash = desired["metadata"].get("annotations", {}).get(HASH_ANNOTATION)
+    live_hash = (live.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION)
+    if desired_hash != live_hash:
+        return True
+    return not is_subset(comparable(desired), live)
+
+
+def plan(desired: Sequence[Mapping[str, Any]], existing: Iterable[Mapping[str, Any]]) -> Plan:
+    """Compare stamped desired manifests with the live children listed by the store's labels."""
+    live_by_ref = {ObjectRef.of(obj): obj for obj in existing}
+    result = Plan()
+    desired_refs = set()
+    for manifest in desired:
+        ref = ObjectRef.of(manifest)
+        desired_refs.add(ref)
+        if needs_apply(manifest, live_by_ref.get(ref)):
+            result.apply.append(dict(manifest))
+        else:
+            result.unchanged += 1
+    for ref, obj in live_by_ref.items():
+        if ref in desired_refs or ref.kind not in PRUNABLE_KINDS:
+            continue
+        if obj.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        result.prune.append(ref)
+    return result

@@ -1,0 +1,83 @@
+"""Options of `memory-operator run` and the Kopf settings derived from them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+
+import kopf
+
+PREFIX = "memory-operator.io"
+# Kopf keeps its progress and last-handled spec under a subdomain of ours, so that our own annotations
+# (e.g. memory-operator.io/paused) stay part of what Kopf compares to detect changes.
+KOPF_PREFIX = f"kopf.{PREFIX}"
+FINALIZER = f"{PREFIX}/finalizer"
+PAUSED_ANNOTATION = f"{PREFIX}/paused"
+RETAINED_FROM_LABEL = f"{PREFIX}/retained-from"
+STORE_LABEL = f"{PREFIX}/store"
+POLICY_LABEL = f"{PREFIX}/policy"
+BACKUP_LABEL = f"{PREFIX}/backup"
+# MemoryBackups made by the scheduled backup job (which runs the backup itself) carry this label.
+SCHEDULED_LABEL = f"{PREFIX}/scheduled"
+RESULT_ANNOTATION = f"{PREFIX}/result-recorded"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "memory-operator"}
+
+
+@dataclass(frozen=True)
+class Options:
+    namespaces: tuple[str, ...]
+    all_namespaces: bool
+    liveness_port: int
+    metrics_port: int
+    bind_address: str
+    job_image: str | None
+    job_service_account: str
+    operator_namespace: str | None
+    log_format: str
+    verbose: bool
+    resync_seconds: float
+    worker_limit: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Options:
+        namespaces = tuple(ns for item in args.namespace or [] for ns in item.split(",") if ns)
+        return cls(
+            namespaces=namespaces,
+            all_namespaces=bool(args.all_namespaces) or not namespaces,
+            liveness_port=int(args.liveness_port),
+            metrics_port=int(args.metrics_port),
+            bind_address=args.bind_address,
+            job_image=args.job_image or None,
+            job_service_account=args.job_service_account,
+            operator_namespace=args.operator_namespace or None,
+            log_format=args.log_format,
+            verbose=bool(args.verbose),
+            resync_seconds=float(args.resync_seconds),
+            worker_limit=int(args.worker_limit),
+        )
+
+
+def env_default(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    )
+    # Silently dead watch streams are the most common failure of Kopf operators: reconnect regularly.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.watching.reconnect_backoff = 1.0
+    settings.networking.request_timeout = 60
+    settings.queueing.worker_limit = options.worker_limit
+    # Only explicit kopf.event()/kopf.warn() calls become Events, not every log line.
+    settings.posting.loggers = False
+    settings.posting.level = logging.INFO
+    settings.posting.reporting_component = "memory-operator"
+    settings.posting.event_name_prefix = "memory-operator-"
