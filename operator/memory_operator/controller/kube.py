@@ -10,8 +10,9 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import kopf
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
@@ -217,3 +218,8 @@ class Kube:
 def selector(labels: Mapping[str, str]) -> str:
     """An equality-based label selector string."""
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+
+
+def event_target(obj: Mapping[str, Any]) -> kopf.Body:
+    """An object as Kopf's event helpers (`kopf.warn`, `kopf.info`) take it."""
+    return kopf.Body(cast(kopf.RawBody, dict(obj)))

@@ -1,0 +1,29 @@
+"""Kopf handlers: thin functions that register with a registry and delegate to the controller logic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kopf
+
+from memory_operator.controller.kube import Kube
+from memory_operator.controller.reconcile import Reconciler
+from memory_operator.controller.settings import Options
+from memory_operator.render import RenderSettings
+
+
+@dataclass(frozen=True)
+class Context:
+    kube: Kube
+    reconciler: Reconciler
+    render_settings: RenderSettings
+    options: Options
+
+
+def register_all(registry: kopf.OperatorRegistry, context: Context) -> None:
+    from memory_operator.controller.handlers import backup, operator, policy, store
+
+    operator.register(registry, context)
+    store.register(registry, context)
+    policy.register(registry, context)
+    backup.register(registry, context)

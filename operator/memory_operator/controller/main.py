@@ -1,0 +1,116 @@
+"""`memory-operator run`: the operator process (Kopf, standalone, one replica)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from memory_operator.controller.settings import Options
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        metavar="NS",
+        default=[n for n in (_env("MEMORY_OPERATOR_NAMESPACES") or "").split(",") if n] or None,
+        help="watch only this namespace (repeatable, or comma-separated; env MEMORY_OPERATOR_NAMESPACES)",
+    )
+    parser.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        help="watch every namespace (the default when no --namespace is given)",
+    )
+    parser.add_argument(
+        "--liveness-port",
+        type=int,
+        default=int(_env("MEMORY_OPERATOR_LIVENESS_PORT", "8080") or 8080),
+        help="port of GET /healthz (env MEMORY_OPERATOR_LIVENESS_PORT)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env("MEMORY_OPERATOR_METRICS_PORT", "9090") or 9090),
+        help="port of GET /metrics (env MEMORY_OPERATOR_METRICS_PORT)",
+    )
+    parser.add_argument(
+        "--bind-address", default=_env("MEMORY_OPERATOR_BIND_ADDRESS", "0.0.0.0"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--job-image",
+        default=_env("MEMORY_OPERATOR_JOB_IMAGE"),
+        help="image of the expiration and backup jobs (env MEMORY_OPERATOR_JOB_IMAGE)",
+    )
+    parser.add_argument(
+        "--job-service-account",
+        default=_env("MEMORY_OPERATOR_JOB_SERVICE_ACCOUNT", "memory-operator-jobs"),
+        help="service account of the jobs (env MEMORY_OPERATOR_JOB_SERVICE_ACCOUNT)",
+    )
+    parser.add_argument(
+        "--operator-namespace",
+        default=_env("MEMORY_OPERATOR_NAMESPACE"),
+        help="the operator's own namespace (env MEMORY_OPERATOR_NAMESPACE)",
+    )
+    parser.add_argument("--log-format", choices=["json", "plain"], default="plain", help="log line format")
+    parser.add_argument("--verbose", action="store_true", help="log more")
+    # Tests shorten the drift-repair interval; production keeps the default.
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=float(_env("MEMORY_OPERATOR_RESYNC_SECONDS", "300") or 300),
+        help=argparse.SUPPRESS,
+    )
+    parser.add_argument("--worker-limit", type=int, default=20, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+    from kubernetes import client, config
+
+    from memory_operator.controller import metrics
+    from memory_operator.controller.handlers import Context, register_all
+    from memory_operator.controller.kube import Kube
+    from memory_operator.controller.reconcile import Reconciler
+    from memory_operator.images import DEFAULT_JOB_IMAGE
+    from memory_operator.render import RenderSettings
+
+    options = Options.from_args(args)
+    kopf.configure(
+        verbose=options.verbose,
+        log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    kube = Kube(client.ApiClient())
+    render_settings = RenderSettings(
+        job_image=options.job_image or DEFAULT_JOB_IMAGE,
+        job_service_account=options.job_service_account,
+        operator_namespace=options.operator_namespace,
+    )
+    registry = kopf.OperatorRegistry()
+    register_all(
+        registry,
+        Context(
+            kube=kube,
+            reconciler=Reconciler(kube, render_settings),
+            render_settings=render_settings,
+            options=options,
+        ),
+    )
+    metrics.serve(options.metrics_port, options.bind_address)
+    kopf.run(
+        registry=registry,
+        standalone=True,
+        clusterwide=options.all_namespaces,
+        namespaces=() if options.all_namespaces else options.namespaces,
+        liveness_endpoint=f"http://{options.bind_address}:{options.liveness_port}/healthz",
+    )
+    return 0
