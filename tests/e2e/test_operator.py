@@ -1,0 +1,279 @@
+"""The real `memory-operator run` process against the emulator: convergence, status, policies, deletion."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytest.importorskip("memory_operator.render", reason="the renderers are not installed")
+
+from memory_operator.render import names
+
+from e2e.emulator import Emulator
+from e2e.harness import (
+    KUBECTL,
+    ROOT,
+    Client,
+    Kubelet,
+    OperatorProcess,
+    condition,
+    start_emulator,
+    store,
+    wait_for,
+)
+from memory_operator.api.store import MemoryStore
+
+pytestmark = pytest.mark.slow
+
+
+class Cluster:
+    def __init__(self, emulator: Emulator, client: Client, operator: OperatorProcess, tmp: Path) -> None:
+        self.emulator, self.client, self.operator, self.tmp = emulator, client, operator, tmp
+        self.kubelet = Kubelet(client)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("cluster")
+    emulator, client = start_emulator()
+    kubeconfig = tmp / "kubeconfig"
+    kubeconfig.write_text(emulator.kubeconfig())
+    operator = OperatorProcess(kubeconfig, tmp / "operator.log", resync_seconds=3).start()
+    try:
+        yield Cluster(emulator, client, operator, tmp)
+    finally:
+        operator.stop()
+        emulator.stop()
+
+
+def model(body: dict[str, Any]) -> MemoryStore:
+    return MemoryStore.model_validate(body)
+
+
+def create_store(cluster: Cluster, body: dict[str, Any]) -> MemoryStore:
+    cluster.client.create(body)
+    return model(body)
+
+
+def make_ready(cluster: Cluster, s: MemoryStore) -> None:
+    ns = s.metadata.namespace
+    wait_for(
+        lambda: cluster.client.get("StatefulSet", ns, names.qdrant_statefulset_name(s)), "the StatefulSet"
+    )
+    wait_for(lambda: cluster.client.get("Deployment", ns, names.server_deployment_name(s)), "the Deployment")
+    cluster.kubelet.ready("StatefulSet", ns, names.qdrant_statefulset_name(s))
+    cluster.kubelet.ready("Deployment", ns, names.server_deployment_name(s))
+
+
+def phase(cluster: Cluster, ns: str, name: str) -> str | None:
+    obj = cluster.client.get("MemoryStore", ns, name)
+    return ((obj or {}).get("status") or {}).get("phase")
+
+
+def test_store_gets_children_owned_by_it_and_becomes_ready(cluster: Cluster) -> None:
+    s = create_store(cluster, store("basic", "demo"))
+    body = wait_for(lambda: cluster.client.get("MemoryStore", "basic", "demo"), "the store")
+    sts = wait_for(
+        lambda: cluster.client.get("StatefulSet", "basic", names.qdrant_statefulset_name(s)), "sts"
+    )
+    assert sts["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
+    assert sts["metadata"]["ownerReferences"][0]["controller"] is True
+    secret = wait_for(lambda: cluster.client.get("Secret", "basic", names.credentials_secret_name(s)), "keys")
+    assert secret["data"]
+    make_ready(cluster, s)
+    wait_for(lambda: phase(cluster, "basic", "demo") == "Ready", "phase Ready")
+    ready = wait_for(lambda: cluster.client.get("MemoryStore", "basic", "demo"), "the store")
+    assert condition(ready, "Ready")["status"] == "True"
+    assert ready["status"]["credentialsSecret"] == names.credentials_secret_name(s)
+    assert ready["status"]["endpoints"]["server"] == names.server_url(s)
+    # Keys are never copied into status or Events.
+    values = set(secret["data"].values())
+    assert not any(v in str(ready["status"]) for v in values)
+
+
+def test_converged_store_costs_no_write(cluster: Cluster) -> None:
+    s = create_store(cluster, store("quiet", "demo"))
+    make_ready(cluster, s)
+    wait_for(lambda: phase(cluster, "quiet", "demo") == "Ready", "phase Ready")
+    start = len(cluster.emulator.writes)
+    time.sleep(7)  # two drift-repair periods of the operator
+    writes = [w for w in cluster.emulator.writes_since(start) if "/namespaces/quiet/" in w.path and w.changed]
+    assert writes == []
+
+
+def test_deleted_child_is_restored(cluster: Cluster) -> None:
+    s = create_store(cluster, store("drift", "demo"))
+    name = names.qdrant_service_name(s)
+    wait_for(lambda: cluster.client.get("Service", "drift", name), "the Qdrant Service")
+    cluster.client.delete("Service", "drift", name)
+    wait_for(lambda: cluster.client.get("Service", "drift", name), "the Qdrant Service restored")
+
+
+def test_storage_grows_but_never_shrinks(cluster: Cluster) -> None:
+    s = create_store(cluster, store("resize", "demo", vectorStore={"storage": {"size": "10Gi"}}))
+    sts_name = names.qdrant_statefulset_name(s)
+    wait_for(lambda: cluster.client.get("StatefulSet", "resize", sts_name), "sts")
+    cluster.client.patch(
+        "MemoryStore", "resize", "demo", {"spec": {"vectorStore": {"storage": {"size": "1Gi"}}}}
+    )
+    wait_for(lambda: phase(cluster, "resize", "demo") == "Failed", "phase Failed")
+    failed = cluster.client.get("MemoryStore", "resize", "demo")
+    assert "StorageShrinkRefused" in condition(failed, "Ready")["message"]
+    sts = cluster.client.get("StatefulSet", "resize", sts_name)
+    assert sts is not None
+    sizes = [t["spec"]["resources"]["requests"]["storage"] for t in sts["spec"]["volumeClaimTemplates"]]
+    assert "1Gi" not in sizes
+    events = cluster.client.list("Event", "resize")
+    assert any(e.get("type") == "Warning" and e.get("reason") == "StorageShrinkRefused" for e in events)
+
+
+def test_replication_factor_above_replicas_fails_clearly(cluster: Cluster) -> None:
+    create_store(
+        cluster, store("rf", "demo", vectorStore={"replicas": 1, "collection": {"replicationFactor": 2}})
+    )
+    wait_for(lambda: phase(cluster, "rf", "demo") == "Failed", "phase Failed")
+    assert cluster.client.list("StatefulSet", "rf") == []
+
+
+def test_missing_existing_secret(cluster: Cluster) -> None:
+    create_store(cluster, store("adopt", "demo", auth={"existingSecret": "mine"}))
+    wait_for(
+        lambda: (
+            condition(cluster.client.get("MemoryStore", "adopt", "demo"), "CredentialsReady").get("reason")
+            == "SecretNotFound"
+        ),
+        "CredentialsReady=False",
+    )
+
+
+def test_paused_store(cluster: Cluster) -> None:
+    create_store(cluster, store("pause", "demo", paused=True))
+    wait_for(lambda: phase(cluster, "pause", "demo") == "Paused", "phase Paused")
+    assert cluster.client.list("StatefulSet", "pause") == []
+
+
+def test_policy_cronjobs_follow_the_policy(cluster: Cluster) -> None:
+    a = create_store(cluster, store("pol", "a", {"team": "x"}))
+    b = create_store(cluster, store("pol", "b", {"team": "x"}))
+    cluster.client.create(
+        {
+            "apiVersion": "memory-operator.io/v1alpha1",
+            "kind": "MemoryPolicy",
+            "metadata": {"name": "ttl", "namespace": "pol"},
+            "spec": {
+                "selector": {"matchLabels": {"team": "x"}},
+                "schedule": "0 4 * * *",
+                "rules": [{"name": "old", "maxAge": "7d"}],
+            },
+        }
+    )
+    for s in (a, b):
+        cj = wait_for(
+            lambda s=s: cluster.client.get("CronJob", "pol", names.expiration_cronjob_name(s, "ttl")),
+            "an expiration CronJob",
+        )
+        assert cj["spec"]["schedule"] == "0 4 * * *"
+    cluster.client.patch("MemoryPolicy", "pol", "ttl", {"spec": {"schedule": "0 5 * * *"}})
+    wait_for(
+        lambda: (
+            (cluster.client.get("CronJob", "pol", names.expiration_cronjob_name(a, "ttl")) or {})
+            .get("spec", {})
+            .get("schedule")
+            == "0 5 * * *"
+        ),
+        "the new schedule",
+    )
+    cluster.client.patch("MemoryPolicy", "pol", "ttl", {"spec": {"selector": {"matchLabels": {"team": "y"}}}})
+    wait_for(
+        lambda: cluster.client.get("CronJob", "pol", names.expiration_cronjob_name(b, "ttl")) is None,
+        "the CronJob pruned",
+    )
+
+
+def test_deletion_retains_or_deletes_volumes(cluster: Cluster) -> None:
+    for policy in ("Retain", "Delete"):
+        ns = f"del-{policy.lower()}"
+        s = create_store(cluster, store(ns, "demo", deletionPolicy=policy))
+        make_ready(cluster, s)
+        wait_for(lambda ns=ns: phase(cluster, ns, "demo") == "Ready", "Ready")
+        body = cluster.client.get("MemoryStore", ns, "demo")
+        assert body is not None
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": f"storage-{names.qdrant_statefulset_name(s)}-0",
+                "namespace": ns,
+                "labels": {"memory-operator.io/store": "demo"},
+            },
+            "spec": {"resources": {"requests": {"storage": "10Gi"}}},
+        }
+        cluster.client.create(claim)
+        wait_for(
+            lambda ns=ns: (
+                "memory-operator.io/finalizer"
+                in (cluster.client.get("MemoryStore", ns, "demo") or {})
+                .get("metadata", {})
+                .get("finalizers", [])
+            ),
+            "the finalizer",
+        )
+        cluster.client.delete("MemoryStore", ns, "demo")
+        wait_for(lambda ns=ns: cluster.client.get("MemoryStore", ns, "demo") is None, "the store gone")
+        left = cluster.client.get("PersistentVolumeClaim", ns, claim["metadata"]["name"])
+        if policy == "Retain":
+            assert (
+                left is not None and left["metadata"]["labels"]["memory-operator.io/retained-from"] == "demo"
+            )
+            assert not left["metadata"].get("ownerReferences")
+        else:
+            assert left is None
+
+
+def test_killed_operator_restarts_without_new_keys(cluster: Cluster) -> None:
+    s = create_store(cluster, store("restart", "demo"))
+    secret = wait_for(
+        lambda: cluster.client.get("Secret", "restart", names.credentials_secret_name(s)), "keys"
+    )
+    cluster.operator.kill()
+    cluster.client.patch("MemoryStore", "restart", "demo", {"spec": {"vectorStore": {"replicas": 3}}})
+    cluster.operator.start()
+    wait_for(
+        lambda: (
+            (cluster.client.get("StatefulSet", "restart", names.qdrant_statefulset_name(s)) or {})
+            .get("spec", {})
+            .get("replicas")
+            == 3
+        ),
+        "3 replicas",
+    )
+    again = cluster.client.get("Secret", "restart", names.credentials_secret_name(s))
+    assert again is not None and again["data"] == secret["data"]
+    assert len(cluster.client.list("StatefulSet", "restart")) == 1
+
+
+def test_kubectl_apply_and_get_show_printer_columns(cluster: Cluster) -> None:
+    if not KUBECTL.is_file():
+        pytest.fail(f"{KUBECTL} is missing: run scripts/install-tools.sh", pytrace=False)
+    example = ROOT / "manifests" / "examples" / "store-minimal.yaml"
+    if not example.is_file():
+        pytest.fail(f"{example} is missing", pytrace=False)
+    kubeconfig = str(cluster.tmp / "kubeconfig")
+
+    def kubectl(*args: str) -> str:
+        done = subprocess.run(
+            [str(KUBECTL), "--kubeconfig", kubeconfig, *args], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    namespace = (yaml.safe_load(example.read_text())["metadata"].get("namespace")) or "default"
+    kubectl("apply", "-f", str(example))
+    out = kubectl("get", "memorystores", "-n", namespace)
+    assert out.split("\n")[0].split() == ["NAME", "READY", "PHASE", "REPLICAS", "AGE"]
