@@ -1,0 +1,143 @@
+"""Deterministic names of a store's children, and the in-cluster URLs they make.
+
+Every name derives from the store's name alone, so the controller finds children again after a
+restart. Names that would exceed their limit are cut and suffixed with a short stable hash, so two
+long store names that share a prefix still get different children.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from memory_operator import env
+from memory_operator.api.store import MemoryStore
+
+# Most object names (and Service names, which become DNS labels).
+MAX_NAME = 63
+# CronJobs add 11 characters for their Jobs; StatefulSets add a revision hash to a 63-character label.
+MAX_CRONJOB_NAME = 52
+MAX_STATEFULSET_NAME = 52
+HASH_LENGTH = 8
+
+
+def fit(name: str, limit: int = MAX_NAME) -> str:
+    """`name` when it fits in `limit` characters, else a prefix of it and a hash of the whole."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:HASH_LENGTH]
+    return f"{name[: limit - HASH_LENGTH - 1].rstrip('-')}-{digest}"
+
+
+def _child(store: MemoryStore, suffix: str, limit: int = MAX_NAME) -> str:
+    return fit(f"{store.metadata.name}-{suffix}", limit)
+
+
+def credentials_secret_name(store: MemoryStore) -> str:
+    """The Secret of the client API keys the operator generates (unused with `auth.existingSecret`)."""
+    return _child(store, "api-keys")
+
+
+def client_keys_secret_name(store: MemoryStore) -> str:
+    """The Secret the server reads the client API keys from: the user's, or the generated one."""
+    return store.spec.auth.existing_secret or credentials_secret_name(store)
+
+
+def qdrant_secret_name(store: MemoryStore) -> str:
+    return _child(store, "qdrant-key")
+
+
+def qdrant_statefulset_name(store: MemoryStore) -> str:
+    return _child(store, "qdrant", MAX_STATEFULSET_NAME)
+
+
+def qdrant_service_name(store: MemoryStore) -> str:
+    return _child(store, "qdrant")
+
+
+def qdrant_headless_service_name(store: MemoryStore) -> str:
+    return _child(store, "qdrant-headless")
+
+
+def qdrant_network_policy_name(store: MemoryStore) -> str:
+    return _child(store, "qdrant")
+
+
+def qdrant_disruption_budget_name(store: MemoryStore) -> str:
+    return _child(store, "qdrant")
+
+
+def server_deployment_name(store: MemoryStore) -> str:
+    return _child(store, "server")
+
+
+def server_service_name(store: MemoryStore) -> str:
+    return _child(store, "server")
+
+
+def server_network_policy_name(store: MemoryStore) -> str:
+    return _child(store, "server")
+
+
+def server_disruption_budget_name(store: MemoryStore) -> str:
+    return _child(store, "server")
+
+
+def openmemory_data_claim_name(store: MemoryStore) -> str:
+    return _child(store, "openmemory-data")
+
+
+def expiration_cronjob_name(store: MemoryStore, policy_name: str) -> str:
+    return _child(store, f"expire-{policy_name}", MAX_CRONJOB_NAME)
+
+
+def expiration_configmap_name(store: MemoryStore, policy_name: str) -> str:
+    return _child(store, f"policy-{policy_name}")
+
+
+def backup_cronjob_name(store: MemoryStore) -> str:
+    return _child(store, "backup", MAX_CRONJOB_NAME)
+
+
+def backup_claim_name(store: MemoryStore) -> str:
+    """The claim backups go to: the user's, or `<store>-backups` that the operator creates."""
+    backup = store.spec.backup
+    if backup is not None and backup.destination.pvc is not None and backup.destination.pvc.claim_name:
+        return backup.destination.pvc.claim_name
+    return _child(store, "backups")
+
+
+def restore_job_name(store: MemoryStore) -> str:
+    return _child(store, "restore")
+
+
+def _svc_host(name: str, store: MemoryStore) -> str:
+    return f"{name}.{store.metadata.namespace}.svc"
+
+
+def qdrant_host(store: MemoryStore) -> str:
+    """DNS name of the Qdrant client Service."""
+    return _svc_host(qdrant_service_name(store), store)
+
+
+def qdrant_url(store: MemoryStore) -> str:
+    """Qdrant's REST URL inside the cluster."""
+    return f"http://{qdrant_host(store)}:{env.QDRANT_HTTP_PORT}"
+
+
+def qdrant_peer_host(store: MemoryStore, ordinal: int) -> str:
+    """DNS name of one Qdrant node, through the headless Service."""
+    headless = _svc_host(qdrant_headless_service_name(store), store)
+    return f"{qdrant_statefulset_name(store)}-{ordinal}.{headless}"
+
+
+def qdrant_peer_urls(store: MemoryStore) -> list[str]:
+    """REST URL of every Qdrant node."""
+    return [
+        f"http://{qdrant_peer_host(store, i)}:{env.QDRANT_HTTP_PORT}"
+        for i in range(store.spec.vector_store.replicas)
+    ]
+
+
+def server_url(store: MemoryStore) -> str:
+    """The memory server's base URL inside the cluster."""
+    return f"http://{_svc_host(server_service_name(store), store)}:{env.SERVER_PORT}"

@@ -1,0 +1,241 @@
+"""Qdrant: a StatefulSet (single node, or a cluster when replicas > 1), its Services.
+
+Configuration goes through `QDRANT__` environment variables, so no config file is mounted. In cluster
+mode every node needs its own `--uri` (and all but node 0 a `--bootstrap`), computed from the pod's
+ordinal by a small shell wrapper around the image's entrypoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memory_operator import env
+from memory_operator.api.store import MemoryStore, ServerFlavor
+from memory_operator.render import meta, names
+from memory_operator.render.credentials import QDRANT_KEY
+from memory_operator.render.meta import Manifest
+
+STORAGE_PATH = "/qdrant/storage"
+SNAPSHOTS_PATH = "/qdrant/snapshots"
+# Qdrant writes a marker file once started; the root file system is read-only, so it goes here.
+INIT_DIR = "/qdrant/init"
+ENTRYPOINT = "/qdrant/entrypoint.sh"
+STORAGE_VOLUME = "storage"
+
+# Node 0 founds the cluster; the others join it. Ordinal from the hostname `<statefulset>-<ordinal>`.
+PEER_SCRIPT = """\
+set -e
+ordinal="${HOSTNAME##*-}"
+self="http://${QDRANT_STATEFULSET}-${ordinal}.${QDRANT_PEER_DOMAIN}:${QDRANT_P2P_PORT}"
+founder="http://${QDRANT_STATEFULSET}-0.${QDRANT_PEER_DOMAIN}:${QDRANT_P2P_PORT}"
+if [ "$ordinal" = "0" ]; then
+  exec {entrypoint} --uri "$self"
+fi
+exec {entrypoint} --bootstrap "$founder" --uri "$self"
+""".replace("{entrypoint}", ENTRYPOINT)
+
+
+def is_distributed(store: MemoryStore) -> bool:
+    return store.spec.vector_store.replicas > 1
+
+
+def uses_api_key(store: MemoryStore) -> bool:
+    """Whether Qdrant demands its API key.
+
+    The upstream OpenMemory server has no setting for a Qdrant API key (only `QDRANT_HOST` and
+    `QDRANT_PORT`), so with that flavor Qdrant runs without one and the NetworkPolicy alone keeps
+    other pods out.
+    """
+    return store.spec.server.flavor != ServerFlavor.openmemory
+
+
+def pod_labels(store: MemoryStore) -> dict[str, str]:
+    return meta.labels(store, meta.QDRANT, meta.VECTOR_STORE)
+
+
+def selector(store: MemoryStore) -> dict[str, str]:
+    return meta.selector_labels(store, meta.QDRANT, meta.VECTOR_STORE)
+
+
+def _env(store: MemoryStore) -> list[dict[str, Any]]:
+    variables = [
+        meta.env_value("QDRANT__STORAGE__STORAGE_PATH", STORAGE_PATH),
+        meta.env_value("QDRANT__STORAGE__SNAPSHOTS_PATH", SNAPSHOTS_PATH),
+        meta.env_value("QDRANT__SERVICE__HTTP_PORT", env.QDRANT_HTTP_PORT),
+        meta.env_value("QDRANT__SERVICE__GRPC_PORT", env.QDRANT_GRPC_PORT),
+        meta.env_value("QDRANT__TELEMETRY_DISABLED", "true"),
+        meta.env_value("QDRANT_INIT_FILE_PATH", f"{INIT_DIR}/.qdrant-initialized"),
+    ]
+    if uses_api_key(store):
+        variables.append(
+            meta.env_secret("QDRANT__SERVICE__API_KEY", names.qdrant_secret_name(store), QDRANT_KEY)
+        )
+    if is_distributed(store):
+        headless = names.qdrant_headless_service_name(store)
+        variables += [
+            meta.env_value("QDRANT__CLUSTER__ENABLED", "true"),
+            meta.env_value("QDRANT__CLUSTER__P2P__PORT", env.QDRANT_P2P_PORT),
+            meta.env_value("QDRANT_STATEFULSET", names.qdrant_statefulset_name(store)),
+            meta.env_value("QDRANT_PEER_DOMAIN", f"{headless}.{store.metadata.namespace}.svc"),
+            meta.env_value("QDRANT_P2P_PORT", env.QDRANT_P2P_PORT),
+        ]
+    return variables
+
+
+def _container(store: MemoryStore) -> dict[str, Any]:
+    vector = store.spec.vector_store
+    ports = [
+        meta.container_port("http", env.QDRANT_HTTP_PORT),
+        meta.container_port("grpc", env.QDRANT_GRPC_PORT),
+    ]
+    container: dict[str, Any] = {
+        "name": "qdrant",
+        "image": vector.image,
+        "imagePullPolicy": "IfNotPresent",
+    }
+    if is_distributed(store):
+        ports.append(meta.container_port("p2p", env.QDRANT_P2P_PORT))
+        container["command"] = ["/bin/sh", "-c", PEER_SCRIPT]
+    container.update(
+        {
+            "ports": ports,
+            "env": _env(store),
+            "resources": meta.resources(vector.resources),
+            # Loading large collections can take minutes: the startup probe gives it 10.
+            "startupProbe": meta.http_probe(
+                "/livez", "http", periodSeconds=5, timeoutSeconds=3, failureThreshold=120
+            ),
+            "livenessProbe": meta.http_probe(
+                "/livez", "http", periodSeconds=10, timeoutSeconds=5, failureThreshold=6
+            ),
+            # In cluster mode /readyz answers 503 until the node caught up with consensus, so a rolling
+            # update waits for each node before restarting the next.
+            "readinessProbe": meta.http_probe(
+                "/readyz", "http", periodSeconds=5, timeoutSeconds=3, failureThreshold=3
+            ),
+            "volumeMounts": [
+                {"name": STORAGE_VOLUME, "mountPath": STORAGE_PATH},
+                {"name": "snapshots", "mountPath": SNAPSHOTS_PATH},
+                {"name": "init", "mountPath": INIT_DIR},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+            "securityContext": meta.container_security_context(),
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }
+    )
+    return container
+
+
+def _affinity(store: MemoryStore) -> dict[str, Any]:
+    """Spread nodes over hosts when possible, so one host failing takes one replica."""
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": selector(store)},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }
+            ]
+        }
+    }
+
+
+def _volume_claim_template(store: MemoryStore) -> dict[str, Any]:
+    storage = store.spec.vector_store.storage
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    }
+    if storage.storage_class_name:
+        spec["storageClassName"] = storage.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": STORAGE_VOLUME, "labels": meta.labels(store, meta.QDRANT, meta.VECTOR_STORE)},
+        "spec": spec,
+    }
+
+
+def statefulset(store: MemoryStore) -> Manifest:
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": meta.pod_security_context(meta.QDRANT_UID),
+        # Qdrant flushes its write-ahead log on SIGTERM; give it time.
+        "terminationGracePeriodSeconds": 60,
+        "containers": [_container(store)],
+        "volumes": [
+            meta.empty_dir("snapshots"),
+            meta.empty_dir("init", "1Mi"),
+            meta.empty_dir("tmp", "1Gi"),
+        ],
+    }
+    if is_distributed(store):
+        pod_spec["affinity"] = _affinity(store)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta.metadata(
+            store, names.qdrant_statefulset_name(store), meta.QDRANT, meta.VECTOR_STORE
+        ),
+        "spec": {
+            "replicas": store.spec.vector_store.replicas,
+            "serviceName": names.qdrant_headless_service_name(store),
+            # OrderedReady would deadlock a cluster: node 0 is not ready until its peers are up.
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": selector(store)},
+            # The controller deletes the claims itself, and only under deletionPolicy Delete.
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            "template": {"metadata": {"labels": pod_labels(store)}, "spec": pod_spec},
+            "volumeClaimTemplates": [_volume_claim_template(store)],
+        },
+    }
+
+
+def service(store: MemoryStore) -> Manifest:
+    """The client Service (REST and gRPC), load-balanced over ready nodes."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta.metadata(store, names.qdrant_service_name(store), meta.QDRANT, meta.VECTOR_STORE),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(store),
+            "ports": [
+                meta.service_port("http", env.QDRANT_HTTP_PORT),
+                meta.service_port("grpc", env.QDRANT_GRPC_PORT),
+            ],
+        },
+    }
+
+
+def headless_service(store: MemoryStore) -> Manifest:
+    """Per-node DNS names: peers find each other before they are ready; backups address each node."""
+    ports = [
+        meta.service_port("http", env.QDRANT_HTTP_PORT),
+        meta.service_port("grpc", env.QDRANT_GRPC_PORT),
+    ]
+    if is_distributed(store):
+        ports.append(meta.service_port("p2p", env.QDRANT_P2P_PORT))
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta.metadata(
+            store, names.qdrant_headless_service_name(store), meta.QDRANT, meta.VECTOR_STORE
+        ),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector(store),
+            "ports": ports,
+        },
+    }
+
+
+def render(store: MemoryStore) -> list[Manifest]:
+    """Services first, so the StatefulSet's pods resolve their peers from the start."""
+    return [headless_service(store), service(store), statefulset(store)]

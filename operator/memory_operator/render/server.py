@@ -1,0 +1,168 @@
+"""The builtin memory server: a stateless, authenticated Deployment and its Service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memory_operator import env, images
+from memory_operator.api.store import MemoryStore, ModelProviderSpec
+from memory_operator.render import meta, names
+from memory_operator.render.credentials import QDRANT_KEY
+from memory_operator.render.meta import Manifest
+
+# mem0's history database and the model caches need a writable home; the root file system is not.
+HOME_DIR = env.SCRATCH_DIR
+MEM0_DIR = f"{env.SCRATCH_DIR}/mem0"
+HF_HOME = f"{env.SCRATCH_DIR}/huggingface"
+
+
+def pod_labels(store: MemoryStore) -> dict[str, str]:
+    return meta.labels(store, meta.SERVER, meta.SERVER_COMPONENT)
+
+
+def selector(store: MemoryStore) -> dict[str, str]:
+    return meta.selector_labels(store, meta.SERVER, meta.SERVER_COMPONENT)
+
+
+def client_key_env(store: MemoryStore) -> list[dict[str, Any]]:
+    """The client API keys, from the generated Secret or the user's."""
+    auth = store.spec.auth
+    secret = names.client_keys_secret_name(store)
+    return [
+        meta.env_secret(env.API_KEY, secret, auth.api_key_key),
+        # A user's Secret may hold no read-only key.
+        meta.env_secret(
+            env.READ_ONLY_API_KEY, secret, auth.read_only_api_key_key, optional=bool(auth.existing_secret)
+        ),
+    ]
+
+
+def qdrant_env(store: MemoryStore) -> list[dict[str, Any]]:
+    """Where Qdrant is, its API key and the collection: what every process that talks to it needs."""
+    return [
+        meta.env_value(env.QDRANT_URL, names.qdrant_url(store)),
+        meta.env_secret(env.QDRANT_API_KEY, names.qdrant_secret_name(store), QDRANT_KEY),
+        meta.env_value(env.COLLECTION, store.spec.vector_store.collection.name),
+    ]
+
+
+def _model_env(
+    spec: ModelProviderSpec, provider: str, model: str, api_key: str, base_url: str
+) -> list[dict[str, Any]]:
+    variables = [meta.env_value(provider, spec.provider), meta.env_value(model, spec.model)]
+    if spec.base_url:
+        variables.append(meta.env_value(base_url, spec.base_url))
+    if spec.api_key_secret_ref:
+        variables.append(meta.env_secret_ref(api_key, spec.api_key_secret_ref))
+    return variables
+
+
+def model_env(store: MemoryStore) -> list[dict[str, Any]]:
+    server = store.spec.server
+    variables: list[dict[str, Any]] = []
+    if server.embedder is not None:
+        variables += _model_env(
+            server.embedder,
+            env.EMBEDDER_PROVIDER,
+            env.EMBEDDER_MODEL,
+            env.EMBEDDER_API_KEY,
+            env.EMBEDDER_BASE_URL,
+        )
+        variables.append(meta.env_value(env.EMBEDDER_DIMS, server.embedder.dims))
+    else:
+        # The local all-MiniLM-L6-v2 ships in the image: never reach for the Hugging Face Hub.
+        variables += [meta.env_value("HF_HUB_OFFLINE", "1"), meta.env_value("TRANSFORMERS_OFFLINE", "1")]
+    if server.llm is not None:
+        variables += _model_env(
+            server.llm, env.LLM_PROVIDER, env.LLM_MODEL, env.LLM_API_KEY, env.LLM_BASE_URL
+        )
+    return variables
+
+
+def _env(store: MemoryStore) -> list[dict[str, Any]]:
+    return [
+        *qdrant_env(store),
+        *client_key_env(store),
+        *model_env(store),
+        meta.env_value("HOME", HOME_DIR),
+        meta.env_value("MEM0_DIR", MEM0_DIR),
+        meta.env_value("HF_HOME", HF_HOME),
+        meta.env_value("MEM0_TELEMETRY", "false"),
+        meta.env_value("PYTHONDONTWRITEBYTECODE", "1"),
+    ]
+
+
+def _container(store: MemoryStore) -> dict[str, Any]:
+    server = store.spec.server
+    return {
+        "name": "server",
+        "image": server.image or images.DEFAULT_BUILTIN_SERVER_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["server", "--port", str(env.SERVER_PORT)],
+        # `http` serves the API and the (authenticated) Prometheus metrics at /metrics.
+        "ports": [meta.container_port("http", env.SERVER_PORT)],
+        "env": _env(store),
+        "resources": meta.resources(server.resources),
+        # Loading the embedding model takes a while on a small CPU share.
+        "startupProbe": meta.http_probe(
+            "/healthz", "http", periodSeconds=5, timeoutSeconds=3, failureThreshold=60
+        ),
+        "livenessProbe": meta.http_probe(
+            "/healthz", "http", periodSeconds=10, timeoutSeconds=5, failureThreshold=6
+        ),
+        # /readyz fails while Qdrant or the collection is missing: no traffic to a server that cannot answer.
+        "readinessProbe": meta.http_probe(
+            "/readyz", "http", periodSeconds=5, timeoutSeconds=3, failureThreshold=3
+        ),
+        "volumeMounts": [
+            {"name": "scratch", "mountPath": env.SCRATCH_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": meta.container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def deployment(store: MemoryStore) -> Manifest:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta.metadata(
+            store, names.server_deployment_name(store), meta.SERVER, meta.SERVER_COMPONENT
+        ),
+        "spec": {
+            "replicas": store.spec.server.replicas,
+            "selector": {"matchLabels": selector(store)},
+            # Stateless: start the new pod before stopping an old one.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": pod_labels(store)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": meta.pod_security_context(meta.OPERATOR_UID),
+                    "containers": [_container(store)],
+                    "volumes": [meta.empty_dir("scratch", "2Gi"), meta.empty_dir("tmp", "1Gi")],
+                },
+            },
+        },
+    }
+
+
+def service(store: MemoryStore) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta.metadata(
+            store, names.server_service_name(store), meta.SERVER, meta.SERVER_COMPONENT
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(store),
+            "ports": [meta.service_port("http", env.SERVER_PORT)],
+        },
+    }
+
+
+def render(store: MemoryStore) -> list[Manifest]:
+    return [service(store), deployment(store)]
