@@ -48,23 +48,10 @@ POLICY_PATH = f"{CONFIG_DIR}/policy.json"
 SCRATCH_DIR = "/tmp/memory-operator"
 TERMINATION_LOG = "/dev/termination-log"
 
-# Added for the renderers' jobs (backup, restore, expiration).
-# The policy a job enforces (its file holds the spec only).
+# The policy an expiration job enforces (its file holds the spec only).
 POLICY_NAME = "MEMORY_POLICY_NAME"
-# Comma-separated REST URLs of every Qdrant node (through the headless Service): snapshots in distributed
-# mode hold only the shards of the node that took them, so backup and restore address each node.
-QDRANT_PEER_URLS = "MEMORY_QDRANT_PEER_URLS"
-# Backup destination: an S3 bucket (credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) ...
-BACKUP_S3_BUCKET = "MEMORY_BACKUP_S3_BUCKET"
-BACKUP_S3_PREFIX = "MEMORY_BACKUP_S3_PREFIX"
-BACKUP_S3_ENDPOINT = "MEMORY_BACKUP_S3_ENDPOINT"
-BACKUP_S3_REGION = "MEMORY_BACKUP_S3_REGION"
-# ... or a folder on a mounted claim (then the claim's name, for the backup's location).
-BACKUP_DIR = "MEMORY_BACKUP_DIR"
+# The claim a PVC destination lives on (mounted at BACKUP_MOUNT_PATH), for the backup's location.
 BACKUP_CLAIM_NAME = "MEMORY_BACKUP_CLAIM_NAME"
-# Retention of scheduled backups: at most this many, none older than this duration (e.g. `30d`).
-BACKUP_MAX_COUNT = "MEMORY_BACKUP_MAX_COUNT"
-BACKUP_MAX_AGE = "MEMORY_BACKUP_MAX_AGE"
 BACKUP_MOUNT_PATH = "/backups"
 
 # Backups. The Qdrant nodes to snapshot in distributed mode: comma-separated URLs of every peer, addressed

@@ -13,8 +13,8 @@ from typing import Any
 from memory_operator import images
 from memory_operator.api.policy import MemoryPolicy
 from memory_operator.api.store import MemoryStore, ServerFlavor
+from memory_operator.render import backup, disruption, expiration, names, network, openmemory, qdrant, server
 from memory_operator.render import credentials as credentials_
-from memory_operator.render import names, qdrant, server
 from memory_operator.render.credentials import Credentials
 
 __all__ = ["Credentials", "RenderSettings", "names", "render_store"]
@@ -73,6 +73,12 @@ def render_store(
     if credentials is not None:
         manifests += credentials_.render(store, credentials)
     manifests += qdrant.render(store)
-    if store.spec.server.flavor == ServerFlavor.builtin:
+    if store.spec.server.flavor == ServerFlavor.openmemory:
+        manifests += openmemory.render(store)
+    else:
         manifests += server.render(store)
+    manifests += network.render(store, settings.operator_namespace, settings.operator_pod_labels)
+    manifests += disruption.render(store)
+    manifests += expiration.render(store, list(policies), settings.job_image, settings.job_service_account)
+    manifests += backup.render(store, settings.job_image, settings.job_service_account)
     return _in_apply_order(manifests)

@@ -1,0 +1,168 @@
+"""Backups: a CronJob taking scheduled snapshots, the claim they go to, and the restore Job of a new store.
+
+The backup job creates a MemoryBackup per run and prunes old ones, so it uses the job ServiceAccount;
+snapshots in cluster mode hold only the node's own shards, so it gets every node's URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memory_operator import env
+from memory_operator.api.store import BackupDestination, BackupSpec, MemoryStore
+from memory_operator.render import jobs, meta, names, server
+from memory_operator.render.meta import Manifest
+
+BACKUP_ACTIVE_DEADLINE_SECONDS = 6 * 3600
+BACKUP_BACKOFF_LIMIT = 1
+RESTORE_ACTIVE_DEADLINE_SECONDS = 6 * 3600
+RESTORE_BACKOFF_LIMIT = 3
+BACKUP_VOLUME = "backups"
+
+
+def _labels(store: MemoryStore) -> dict[str, str]:
+    return meta.labels(store, meta.JOBS, meta.BACKUP)
+
+
+def destination_env(store: MemoryStore, destination: BackupDestination) -> list[dict[str, Any]]:
+    if destination.s3 is not None:
+        s3 = destination.s3
+        variables = [
+            meta.env_value(env.BACKUP_S3_BUCKET, s3.bucket),
+            meta.env_value(env.BACKUP_S3_PREFIX, s3.prefix),
+        ]
+        if s3.endpoint:
+            variables.append(meta.env_value(env.BACKUP_S3_ENDPOINT, s3.endpoint))
+        if s3.region:
+            variables.append(meta.env_value(env.BACKUP_S3_REGION, s3.region))
+        variables += [
+            meta.env_secret("AWS_ACCESS_KEY_ID", s3.credentials_secret, "AWS_ACCESS_KEY_ID"),
+            meta.env_secret("AWS_SECRET_ACCESS_KEY", s3.credentials_secret, "AWS_SECRET_ACCESS_KEY"),
+        ]
+        return variables
+    return [
+        meta.env_value(env.BACKUP_DIR, env.BACKUP_MOUNT_PATH),
+        meta.env_value(env.BACKUP_CLAIM_NAME, names.backup_claim_name(store)),
+    ]
+
+
+def destination_volumes(
+    store: MemoryStore, destination: BackupDestination
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Volumes and mounts of the destination: the claim for `pvc`, none for `s3`."""
+    if destination.pvc is None:
+        return [], []
+    volume = {"name": BACKUP_VOLUME, "persistentVolumeClaim": {"claimName": names.backup_claim_name(store)}}
+    return [volume], [{"name": BACKUP_VOLUME, "mountPath": env.BACKUP_MOUNT_PATH}]
+
+
+def _common_env(store: MemoryStore) -> list[dict[str, Any]]:
+    return [
+        *server.qdrant_env(store),
+        meta.env_value(env.QDRANT_PEERS, ",".join(names.qdrant_peer_urls(store))),
+        *jobs.identity_env(store),
+    ]
+
+
+def retention_env(backup: BackupSpec) -> list[dict[str, Any]]:
+    variables = [meta.env_value(env.BACKUP_MAX_COUNT, backup.retention.max_count)]
+    if backup.retention.max_age:
+        variables.append(meta.env_value(env.BACKUP_MAX_AGE, backup.retention.max_age))
+    return variables
+
+
+def claim(store: MemoryStore) -> Manifest | None:
+    """`<store>-backups`, unless the destination is S3 or names an existing claim."""
+    backup = store.spec.backup
+    if backup is None or backup.destination.pvc is None or backup.destination.pvc.claim_name:
+        return None
+    pvc = backup.destination.pvc
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": pvc.size}},
+    }
+    if pvc.storage_class_name:
+        spec["storageClassName"] = pvc.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": meta.metadata(store, names.backup_claim_name(store), meta.JOBS, meta.BACKUP),
+        "spec": spec,
+    }
+
+
+def cronjob(store: MemoryStore, backup: BackupSpec, image: str, service_account: str) -> Manifest:
+    volumes, mounts = destination_volumes(store, backup.destination)
+    variables = [
+        *_common_env(store),
+        *destination_env(store, backup.destination),
+        *retention_env(backup),
+        # The job names its MemoryBackup after the time the schedule fired: a retried pod finds the same.
+        meta.env_value(env.BACKUP_SCHEDULE, backup.schedule),
+    ]
+    container = jobs.container("backup", image, ["backup", "--store", store.metadata.name], variables, mounts)
+    labels = _labels(store)
+    template = jobs.pod_template(labels, service_account, container, volumes, needs_api=True)
+    job = jobs.job_spec(
+        template,
+        backoff_limit=BACKUP_BACKOFF_LIMIT,
+        active_deadline_seconds=BACKUP_ACTIVE_DEADLINE_SECONDS,
+        ttl=jobs.TTL_SECONDS_AFTER_FINISHED,
+    )
+    metadata = {
+        "name": names.backup_cronjob_name(store),
+        "namespace": store.metadata.namespace,
+        "labels": labels,
+    }
+    return jobs.cronjob(metadata, backup.schedule, job, suspend=backup.suspend)
+
+
+def restore_job(store: MemoryStore, image: str, service_account: str) -> Manifest | None:
+    """The Job restoring `bootstrap.fromBackup`; the controller runs it before starting the server.
+
+    Without `spec.backup` the job has no destination settings and finds the backup's location in the
+    MemoryBackup's status alone. It keeps no TTL: a finished restore Job that vanished would be
+    rendered, and so run, again.
+    """
+    bootstrap = store.spec.bootstrap
+    if bootstrap is None or bootstrap.from_backup is None:
+        return None
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    variables = _common_env(store)
+    if store.spec.backup is not None:
+        volumes, mounts = destination_volumes(store, store.spec.backup.destination)
+        variables += destination_env(store, store.spec.backup.destination)
+    args = ["restore", "--store", store.metadata.name, "--backup", bootstrap.from_backup.name]
+    container = jobs.container("restore", image, args, variables, mounts)
+    labels = _labels(store)
+    # It reads the MemoryBackup's status to find the snapshots.
+    template = jobs.pod_template(labels, service_account, container, volumes, needs_api=True)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": names.restore_job_name(store),
+            "namespace": store.metadata.namespace,
+            "labels": labels,
+        },
+        "spec": jobs.job_spec(
+            template,
+            backoff_limit=RESTORE_BACKOFF_LIMIT,
+            active_deadline_seconds=RESTORE_ACTIVE_DEADLINE_SECONDS,
+            ttl=None,
+        ),
+    }
+
+
+def render(store: MemoryStore, image: str, service_account: str) -> list[Manifest]:
+    manifests: list[Manifest] = []
+    backup_claim = claim(store)
+    if backup_claim is not None:
+        manifests.append(backup_claim)
+    if store.spec.backup is not None:
+        manifests.append(cronjob(store, store.spec.backup, image, service_account))
+    restore = restore_job(store, image, service_account)
+    if restore is not None:
+        manifests.append(restore)
+    return manifests
