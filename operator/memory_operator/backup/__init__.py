@@ -1,0 +1,1 @@
+"""The `backup` and `restore` roles: Qdrant collection snapshots to and from a backup destination."""

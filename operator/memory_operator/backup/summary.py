@@ -1,0 +1,62 @@
+"""The JSON summary a backup or restore job prints and leaves as its container's termination message."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+# Kubernetes keeps at most 4096 bytes of a termination message.
+TERMINATION_MESSAGE_LIMIT = 4096
+logger = logging.getLogger("memory_operator.backup")
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def rfc3339(when: datetime.datetime) -> str:
+    return when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fit(summary: dict[str, Any], limit: int = TERMINATION_MESSAGE_LIMIT, list_key: str = "snapshots") -> str:
+    """`summary` as compact JSON under `limit` bytes, dropping trailing entries of `list_key` if needed."""
+    data = dict(summary)
+    text = json.dumps(data, separators=(",", ":"))
+    items = list(data.get(list_key) or [])
+    while len(text.encode()) >= limit and items:
+        items.pop()
+        data[list_key] = items
+        data[f"{list_key}Truncated"] = True
+        text = json.dumps(data, separators=(",", ":"))
+    if len(text.encode()) >= limit and isinstance(data.get("error"), str):
+        overflow = len(text.encode()) - limit + 16
+        data["error"] = data["error"][: max(0, len(data["error"]) - overflow)] + "..."
+        text = json.dumps(data, separators=(",", ":"))
+    return text
+
+
+def emit(summary: dict[str, Any], termination_log: Path | None, list_key: str = "snapshots") -> None:
+    """Print the whole summary and write what fits to the termination log."""
+    print(json.dumps(summary, indent=2), file=sys.stdout, flush=True)
+    if termination_log is None:
+        return
+    try:
+        termination_log.write_text(fit(summary, list_key=list_key))
+    except OSError as error:
+        # Outside a pod (or without the file) the summary on stdout is all there is.
+        logger.warning("cannot write the termination log %s: %s", termination_log, error)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs every request at INFO; keep the job's log about the backup itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
