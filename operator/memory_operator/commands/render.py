@@ -1,0 +1,182 @@
+"""`memory-operator render`: print the manifests the operator would apply for stores, like `helm template`.
+
+Reads MemoryStores and MemoryPolicies from YAML files (several documents each; `-` is stdin), applies
+each policy to the stores of its namespace whose labels its selector matches, and prints every child
+manifest as multi-document YAML. Nothing talks to a cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from memory_operator import images
+
+EXIT_INVALID = 2
+DEFAULT_NAMESPACE = "default"
+
+EPILOG = """\
+The credentials Secrets are rendered with freshly generated keys on every run. The operator generates
+them once, when it first reconciles a store, and never changes them afterwards (clients keep working);
+use --no-secrets to leave Secrets out, e.g. to diff against a cluster.
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="YAML file with MemoryStores and MemoryPolicies (repeatable; - reads stdin)",
+    )
+    parser.add_argument(
+        "--no-secrets", action="store_true", help="leave out the Secrets (and so the generated keys)"
+    )
+    parser.add_argument(
+        "--job-image",
+        default=images.DEFAULT_JOB_IMAGE,
+        help="image of the expiration, backup and restore jobs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--job-service-account",
+        default="memory-operator-jobs",
+        help="ServiceAccount of the jobs (default %(default)s)",
+    )
+    parser.add_argument(
+        "--operator-namespace",
+        default=None,
+        help="namespace of the operator, whose pods the NetworkPolicy lets reach Qdrant (default: any)",
+    )
+
+
+class InvalidInput(Exception):
+    """Input that is not a valid store or policy; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str
+    body: dict[str, Any]
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as error:
+        raise InvalidInput(f"{path}: {error.strerror}") from None
+
+
+def documents(paths: Iterable[str]) -> Iterator[Document]:
+    """Every non-empty YAML document of the files (kinds other than ours included)."""
+    import yaml
+
+    for path in paths:
+        source = "<stdin>" if path == "-" else path
+        try:
+            loaded = list(yaml.safe_load_all(_read(path)))
+        except yaml.YAMLError as error:
+            raise InvalidInput(f"{source}: not valid YAML: {error}") from None
+        for body in loaded:
+            if body is None:
+                continue
+            if not isinstance(body, dict):
+                raise InvalidInput(f"{source}: a document is not a mapping")
+            yield Document(source, body)
+
+
+def _field_path(loc: Iterable[int | str]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def validation_message(source: str, kind: str, name: str, error: Any) -> str:
+    """One line per problem: file, object and camelCase field path, as the API server would say it."""
+    lines = [f"{source}: {kind} {name} is invalid:"]
+    for problem in error.errors():
+        path = _field_path(problem["loc"]) or "(root)"
+        lines.append(f"  {path}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def _with_default_namespace(body: dict[str, Any]) -> dict[str, Any]:
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and not metadata.get("namespace"):
+        return {**body, "metadata": {**metadata, "namespace": DEFAULT_NAMESPACE}}
+    return body
+
+
+def parse(docs: Iterable[Document]) -> tuple[list[Any], list[Any]]:
+    """The MemoryStores and MemoryPolicies among the documents, validated."""
+    from pydantic import ValidationError
+
+    from memory_operator.api import GROUP, MemoryPolicy, MemoryStore
+
+    models: dict[str, type[MemoryStore] | type[MemoryPolicy]] = {
+        "MemoryStore": MemoryStore,
+        "MemoryPolicy": MemoryPolicy,
+    }
+    stores: list[MemoryStore] = []
+    policies: list[MemoryPolicy] = []
+    for doc in docs:
+        kind = doc.body.get("kind")
+        api_version = str(doc.body.get("apiVersion", ""))
+        if kind not in models or not api_version.startswith(f"{GROUP}/"):
+            continue
+        name = str((doc.body.get("metadata") or {}).get("name", "<unnamed>"))
+        try:
+            obj = models[kind].model_validate(_with_default_namespace(doc.body))
+        except ValidationError as error:
+            raise InvalidInput(validation_message(doc.source, kind, name, error)) from None
+        if isinstance(obj, MemoryStore):
+            stores.append(obj)
+        else:
+            policies.append(obj)
+    return stores, policies
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from memory_operator.render import Credentials, RenderSettings, render_store
+
+    try:
+        stores, policies = parse(documents(args.files))
+    except InvalidInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    if not stores:
+        print("error: no MemoryStore (memory-operator.io) found in the input", file=sys.stderr)
+        return EXIT_INVALID
+    settings = RenderSettings(
+        job_image=args.job_image,
+        job_service_account=args.job_service_account,
+        operator_namespace=args.operator_namespace or None,
+    )
+    manifests: list[dict[str, Any]] = []
+    for store in stores:
+        selecting = sorted(
+            (
+                p
+                for p in policies
+                if p.metadata.namespace == store.metadata.namespace
+                and p.spec.selector.matches(store.metadata.labels)
+            ),
+            key=lambda p: p.metadata.name,
+        )
+        credentials = None if args.no_secrets else Credentials.generate()
+        manifests += render_store(store, selecting, settings, credentials)
+    sys.stdout.write(yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True))
+    return 0
