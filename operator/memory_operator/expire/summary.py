@@ -1,0 +1,96 @@
+"""What an expiration run did: printed as JSON and left as the container's termination message.
+
+The controller reads the termination message of a finished Job's pod and turns it into the policy's
+`lastRuns` entry with `ExpirationSummary.to_store_run`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from memory_operator.api.policy import RuleResult, StoreRun
+
+# Kubernetes keeps at most 4096 bytes of a termination message.
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+class _Wire(BaseModel):
+    # Unknown keys are ignored so that an older controller reads a newer job's summary.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class RuleSummary(_Wire):
+    """What one rule matched and deleted."""
+
+    name: str
+    matched: int = 0
+    deleted: int = 0
+    ids: list[str] = Field(default_factory=list)
+    """Some of the matched memory ids (dry runs only, up to the listing bound)."""
+
+
+class ExpirationSummary(_Wire):
+    """The outcome of one expiration run on one store."""
+
+    store: str = ""
+    namespace: str = ""
+    collection: str = ""
+    dry_run: bool = False
+    rules: list[RuleSummary] = Field(default_factory=list)
+    matched: int = 0
+    deleted: int = 0
+    entities_pruned: int = 0
+    """Entity records of mem0's `<collection>_entities` that were unlinked from purged memories."""
+    duration_seconds: float = 0.0
+    error: str | None = None
+
+    def add_rule(self, rule: RuleSummary) -> None:
+        self.rules.append(rule)
+        self.matched += rule.matched
+        self.deleted += rule.deleted
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+    def termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+        """Compact JSON under `limit` bytes: listed ids go first, then the error is cut, then rules."""
+        compact = self.model_copy(deep=True)
+        for rule in compact.rules:
+            rule.ids = []
+        text = _dump(compact)
+        if len(text.encode()) <= limit:
+            return text
+        if compact.error and len(compact.error) > 512:
+            compact.error = compact.error[:509] + "..."
+        while len(_dump(compact).encode()) > limit and compact.rules:
+            # Totals stay exact; only the per-rule breakdown is shortened.
+            compact.rules.pop()
+        return _dump(compact)
+
+    def to_store_run(self, finished_at: str) -> StoreRun:
+        """The policy status entry for this run, finished at `finished_at` (RFC 3339)."""
+        return StoreRun(
+            store=self.store,
+            time=finished_at,
+            succeeded=self.succeeded,
+            dry_run=self.dry_run,
+            matched=self.matched,
+            deleted=self.deleted,
+            duration_seconds=round(self.duration_seconds, 3),
+            rules=[RuleResult(name=r.name, matched=r.matched, deleted=r.deleted) for r in self.rules],
+            error=self.error,
+        )
+
+
+def _dump(summary: ExpirationSummary) -> str:
+    return json.dumps(
+        summary.model_dump(by_alias=True, mode="json", exclude={"rules": {"__all__": {"ids"}}}),
+        separators=(",", ":"),
+    )
