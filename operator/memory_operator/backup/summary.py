@@ -23,14 +23,17 @@ def rfc3339(when: datetime.datetime) -> str:
 
 
 def fit(summary: dict[str, Any], limit: int = TERMINATION_MESSAGE_LIMIT, list_key: str = "snapshots") -> str:
-    """`summary` as compact JSON under `limit` bytes, dropping trailing entries of `list_key` if needed."""
+    """`summary` as compact JSON under `limit` bytes, dropping trailing entries of `list_key` if needed.
+
+    No marker is added, so that a trimmed backup summary still parses as a MemoryBackupStatus; the whole
+    list is in the job's log and the backup's manifest.
+    """
     data = dict(summary)
     text = json.dumps(data, separators=(",", ":"))
     items = list(data.get(list_key) or [])
     while len(text.encode()) >= limit and items:
         items.pop()
         data[list_key] = items
-        data[f"{list_key}Truncated"] = True
         text = json.dumps(data, separators=(",", ":"))
     if len(text.encode()) >= limit and isinstance(data.get("error"), str):
         overflow = len(text.encode()) - limit + 16
