@@ -83,7 +83,7 @@ class ExpirationSummary(_Wire):
             dry_run=self.dry_run,
             matched=self.matched,
             deleted=self.deleted,
-            duration_seconds=round(self.duration_seconds, 3),
+            duration_seconds=self.duration_seconds,
             rules=[RuleResult(name=r.name, matched=r.matched, deleted=r.deleted) for r in self.rules],
             error=self.error,
         )
