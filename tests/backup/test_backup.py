@@ -222,3 +222,21 @@ def test_damaged_download_fails_cleanly(dir_env: Path, qdrant: FakeQdrant, role:
 def test_missing_collection_fails_cleanly(dir_env: Path, qdrant: FakeQdrant, role: Any) -> None:
     qdrant.drop_collection(COLLECTION)
     assert_failed_cleanly(role("backup", "--backup", "b1"), dir_env, COLLECTION, "does not exist")
+
+
+def test_a_large_snapshot_streams_to_s3_in_parts(s3_env: Any, qdrant: FakeQdrant, role: Any) -> None:
+    # 40 MB of payload: more than two multipart chunks, streamed from Qdrant without seeking.
+    blob = hashlib.sha256(b"seed").hexdigest() * (40 * 1024 * 1024 // 64)
+    qdrant.create_collection(COLLECTION, {"big": {"vector": [1, 0, 0, 0], "payload": {"blob": blob}}})
+    qdrant.drop_collection(COLLECTION + "_entities")
+
+    result = role("backup", "--backup", "big")
+
+    assert result.code == 0, result.summary
+    (snapshot,) = result.summary["snapshots"]
+    key = f"prod/memory/{STORE}/big/{COLLECTION}/node-0/{snapshot['name']}"
+    head = s3_env.head_object(Bucket=BUCKET, Key=key)
+    assert head["ContentLength"] == snapshot["sizeBytes"] > 40 * 1024 * 1024
+    assert head["ETag"].strip('"').endswith("-3")  # a multipart upload of three parts
+    data = s3_env.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert hashlib.sha256(data).hexdigest() == snapshot["checksum"]

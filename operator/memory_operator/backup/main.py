@@ -71,11 +71,9 @@ def run(args: argparse.Namespace) -> int:
 
 def run_schedule(args: argparse.Namespace) -> int:
     """Create the MemoryBackup of this scheduled run (once: an existing one is success)."""
-    import json
-
     from memory_operator.backup import settings
     from memory_operator.backup.schedule import fire_time, scheduled_backup_name
-    from memory_operator.backup.summary import now
+    from memory_operator.backup.summary import emit, now
 
     try:
         namespace = settings.namespace(args.namespace)
@@ -89,7 +87,7 @@ def run_schedule(args: argparse.Namespace) -> int:
         logger.error("cannot create MemoryBackup %s/%s: %s", namespace, name, _api_reason(error))
         return 1
     logger.info("%s MemoryBackup %s/%s", "created" if created else "found existing", namespace, name)
-    print(json.dumps({"backup": name, "namespace": namespace, "created": created}), flush=True)
+    emit({"backup": name, "namespace": namespace, "created": created}, args.termination_log)
     return 0
 
 
@@ -107,7 +105,8 @@ def load_kube_config() -> None:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        # The client reads KUBECONFIG once, at import; read it now so that the current environment counts.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
 
 
 def memory_backup_body(namespace: str, store: str, name: str) -> dict[str, Any]:
