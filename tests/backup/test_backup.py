@@ -240,3 +240,9 @@ def test_a_large_snapshot_streams_to_s3_in_parts(s3_env: Any, qdrant: FakeQdrant
     assert head["ETag"].strip('"').endswith("-3")  # a multipart upload of three parts
     data = s3_env.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     assert hashlib.sha256(data).hexdigest() == snapshot["checksum"]
+
+
+def test_a_named_claim_shows_in_the_location(dir_env: Path, base_env: pytest.MonkeyPatch, role: Any) -> None:
+    base_env.setenv(env.BACKUP_PVC_CLAIM, "agents-backups")
+    result = role("backup", "--backup", "b1")
+    assert result.summary["location"] == f"pvc://agents-backups/{STORE}/b1/"

@@ -13,8 +13,6 @@ from memory_operator.backup.destination import Destination, DirectoryDestination
 from memory_operator.backup.retention import parse_duration
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-# The claim mounted at MEMORY_BACKUP_DIR, only to show `pvc://<claim>/...` locations.
-BACKUP_PVC_CLAIM = "MEMORY_BACKUP_PVC_CLAIM"
 
 
 class SettingsError(Exception):
@@ -56,7 +54,7 @@ def destination(environ: Mapping[str, str] = os.environ) -> Destination:
         )
     directory = _get(environ, env.BACKUP_DIR)
     if directory:
-        return DirectoryDestination(Path(directory), claim=_get(environ, BACKUP_PVC_CLAIM))
+        return DirectoryDestination(Path(directory), claim=_get(environ, env.BACKUP_PVC_CLAIM))
     raise SettingsError(f"set {env.BACKUP_S3_BUCKET} or {env.BACKUP_DIR} to say where backups go")
 
 
