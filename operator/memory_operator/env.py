@@ -63,9 +63,8 @@ BACKUP_S3_BUCKET = "MEMORY_BACKUP_S3_BUCKET"
 BACKUP_S3_PREFIX = "MEMORY_BACKUP_S3_PREFIX"
 BACKUP_S3_ENDPOINT = "MEMORY_BACKUP_S3_ENDPOINT"
 BACKUP_S3_REGION = "MEMORY_BACKUP_S3_REGION"
-# ... or a directory on a mounted volume (and, to report `pvc://<claim>/...` locations, the claim's name).
+# ... or a directory on a mounted volume (BACKUP_CLAIM_NAME names its claim).
 BACKUP_DIR = "MEMORY_BACKUP_DIR"
-BACKUP_PVC_CLAIM = "MEMORY_BACKUP_PVC_CLAIM"
 # Retention: completed backups kept at most, and the age (e.g. `30d`) beyond which they are pruned.
 BACKUP_MAX_COUNT = "MEMORY_BACKUP_MAX_COUNT"
 BACKUP_MAX_AGE = "MEMORY_BACKUP_MAX_AGE"

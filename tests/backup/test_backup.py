@@ -243,6 +243,6 @@ def test_a_large_snapshot_streams_to_s3_in_parts(s3_env: Any, qdrant: FakeQdrant
 
 
 def test_a_named_claim_shows_in_the_location(dir_env: Path, base_env: pytest.MonkeyPatch, role: Any) -> None:
-    base_env.setenv(env.BACKUP_PVC_CLAIM, "agents-backups")
+    base_env.setenv(env.BACKUP_CLAIM_NAME, "agents-backups")
     result = role("backup", "--backup", "b1")
     assert result.summary["location"] == f"pvc://agents-backups/{STORE}/b1/"

@@ -1,11 +1,13 @@
 """`memory-operator restore`: recover a new store's collections from a completed backup.
 
-Runs as the restore Job of a store with `bootstrap.fromBackup`, before its memory server starts. Reads the
-backup's manifest, downloads each snapshot file to scratch space while checking its SHA-256 (nothing
-reaches Qdrant from a damaged file), uploads it to the Qdrant node it was taken on (by position: node
-`n` of the backup goes to node `n` of the store) with `priority=snapshot`, and waits for the collection.
-A node whose shards of a collection already hold points is left alone, so running the job again after
-it succeeded changes nothing (`--force` recovers regardless).
+Runs as the restore Job of a store with `bootstrap.fromBackup`, before its memory server starts. Reads
+the MemoryBackup when the Kubernetes API allows (the store it was taken of, and its location for a store
+without a destination of its own), then the backup's manifest; downloads each snapshot file to scratch
+space while checking its SHA-256 (nothing reaches Qdrant from a damaged file), uploads it to the Qdrant
+node it was taken on (by position: node `n` of the backup goes to node `n` of the store) with
+`priority=snapshot`, and waits for the collection. A node whose shards of a collection already hold
+points is left alone, so running the job again after it succeeded changes nothing (`--force` recovers
+regardless).
 """
 
 from __future__ import annotations
@@ -173,6 +175,42 @@ def restore(
     return outcome
 
 
+def read_memory_backup(namespace: str | None, backup: str) -> dict[str, Any] | None:
+    """The MemoryBackup object, or `None` when the Kubernetes API is out of reach or it does not exist.
+
+    It tells which store the backup was taken of and where it is; the restore can do without (it then
+    looks for the backup in the destination), so any failure here is only logged.
+    """
+    if not namespace:
+        return None
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from memory_operator.api.backup import PLURAL
+    from memory_operator.api.common import GROUP, VERSION
+    from memory_operator.backup.main import load_kube_config
+
+    try:
+        load_kube_config()
+    except (config.ConfigException, OSError) as error:
+        logger.info("no Kubernetes API (%s): looking for backup %s in the destination", error, backup)
+        return None
+    try:
+        with client.ApiClient() as api_client:
+            found = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, backup, _request_timeout=30
+            )
+    except ApiException as error:
+        logger.warning(
+            "cannot read MemoryBackup %s/%s: HTTP %s %s", namespace, backup, error.status, error.reason
+        )
+        return None
+    except Exception as error:  # urllib3's connection errors: the API may simply not be reachable
+        logger.warning("cannot read MemoryBackup %s/%s: %s", namespace, backup, error)
+        return None
+    return dict(found)
+
+
 def default_work_dir() -> Path | None:
     scratch = Path(env.SCRATCH_DIR)
     return scratch if scratch.is_dir() and os.access(scratch, os.W_OK) else None
@@ -197,11 +235,21 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         api_key = os.environ.get(env.QDRANT_API_KEY) or None
+        namespace = os.environ.get(env.STORE_NAMESPACE) or None
+        memory_backup = read_memory_backup(namespace, args.backup) or {}
+        source_store = args.source_store or ((memory_backup.get("spec") or {}).get("storeRef") or {}).get(
+            "name"
+        )
+        location = (memory_backup.get("status") or {}).get("location")
+        if settings.has_destination() or not (location and source_store):
+            destination = settings.destination()
+        else:
+            destination = settings.destination_at(location, source_store, args.backup)
         outcome = restore(
-            destination=settings.destination(),
+            destination=destination,
             store=args.store,
             backup=args.backup,
-            source_store=args.source_store,
+            source_store=source_store,
             collection=os.environ.get(env.COLLECTION) or None,
             peers=settings.qdrant_peers(),
             node_factory=lambda url: QdrantNode(url, api_key),

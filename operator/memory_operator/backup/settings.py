@@ -42,6 +42,31 @@ def collection(environ: Mapping[str, str] = os.environ) -> str:
     return name
 
 
+def has_destination(environ: Mapping[str, str] = os.environ) -> bool:
+    return bool(_get(environ, env.BACKUP_S3_BUCKET) or _get(environ, env.BACKUP_DIR))
+
+
+def destination_at(location: str, store: str, backup: str) -> Destination:
+    """The destination holding a backup, from its reported location (`s3://bucket/prefix/store/backup/`).
+
+    For a store restored from a backup without a destination of its own: the S3 endpoint, region and
+    credentials are then the AWS SDK's own (`AWS_ENDPOINT_URL`, `AWS_REGION`, a role).
+    """
+    suffix = f"{store}/{backup}/"
+    if location.startswith("s3://"):
+        bucket, _, key = location[len("s3://") :].partition("/")
+        if not bucket or not key.endswith(suffix):
+            raise SettingsError(f"backup location {location} does not end with {suffix}")
+        return S3Destination.connect(bucket, prefix=key[: -len(suffix)])
+    if location.startswith("pvc://"):
+        claim = location[len("pvc://") :].split("/", 1)[0]
+        raise SettingsError(
+            f"backup {backup} is on claim {claim}: give the store spec.backup.destination.pvc.claimName "
+            f"{claim} so that the restore job mounts it"
+        )
+    raise SettingsError(f"backup location {location} is not one the restore can read")
+
+
 def destination(environ: Mapping[str, str] = os.environ) -> Destination:
     """An S3 destination when a bucket is set, else the directory."""
     bucket = _get(environ, env.BACKUP_S3_BUCKET)
@@ -54,7 +79,7 @@ def destination(environ: Mapping[str, str] = os.environ) -> Destination:
         )
     directory = _get(environ, env.BACKUP_DIR)
     if directory:
-        return DirectoryDestination(Path(directory), claim=_get(environ, env.BACKUP_PVC_CLAIM))
+        return DirectoryDestination(Path(directory), claim=_get(environ, env.BACKUP_CLAIM_NAME))
     raise SettingsError(f"set {env.BACKUP_S3_BUCKET} or {env.BACKUP_DIR} to say where backups go")
 
 
