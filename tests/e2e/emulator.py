@@ -537,6 +537,8 @@ class Emulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        # Open watch streams: aiohttp does not end a handler whose client left, so stop() ends them.
+        self._watches: set[asyncio.Task[Any]] = set()
         self.port = 0
 
     @property
@@ -571,13 +573,20 @@ class Emulator:
     def stop(self) -> None:
         if self._loop is None or self._runner is None:
             return
-        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
         try:
             future.result(10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._thread:
                 self._thread.join(10)
+
+    async def _shutdown(self) -> None:
+        for task in list(self._watches):
+            task.cancel()
+        await asyncio.gather(*self._watches, return_exceptions=True)
+        assert self._runner is not None
+        await self._runner.cleanup()
 
     def write_count(self, path_contains: str = "") -> int:
         with self._lock:
@@ -805,8 +814,11 @@ class Emulator:
         else:
             position = next((i for i, e in enumerate(world.history) if e.rv > int(since)), len(world.history))
         deadline = asyncio.get_running_loop().time() + timeout
+        task = asyncio.current_task()
+        assert task is not None
+        self._watches.add(task)
         try:
-            while True:
+            while request.transport is not None and not request.transport.is_closing():
                 while position < len(world.history):
                     event = world.history[position]
                     position += 1
@@ -817,10 +829,14 @@ class Emulator:
                 if remaining <= 0:
                     break
                 async with world.changed:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(world.changed.wait(), timeout=min(remaining, 5))
+                    # An event may have landed while this waited for the lock: send it first.
+                    if position >= len(world.history):
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(world.changed.wait(), timeout=min(remaining, 5))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
+        finally:
+            self._watches.discard(task)
         return response
 
     def _openapi(self, path: list[str]) -> Obj:

@@ -110,7 +110,8 @@ class Kube:
             query_params=list((query or {}).items()),
             header_params={"Content-Type": content_type, "Accept": "application/json"},
             body=body,
-            response_types_map={"200": "object", "201": "object", "202": "object"},
+            # Keyed by the HTTP status as an int: any other status deserializes to nothing.
+            response_types_map={200: "object", 201: "object", 202: "object"},
             auth_settings=["BearerToken"],
             _return_http_data_only=True,
             _request_timeout=self._timeout,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from memory_operator.controller.settings import Options
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         verbose=options.verbose,
         log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    # The client logs whole response bodies at debug level, Secrets included: never let it.
+    logging.getLogger("kubernetes").setLevel(logging.INFO)
     try:
         config.load_incluster_config()
     except config.ConfigException:

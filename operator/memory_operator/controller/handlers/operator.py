@@ -1,4 +1,4 @@
-"""Operator-wide handlers: settings at startup and the liveness probe."""
+"""Operator-wide handlers: login, settings at startup and the liveness probe."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from memory_operator.controller.settings import apply_kopf_settings
 
 
 def register(registry: kopf.OperatorRegistry, context: Context) -> None:
+    # An explicit registry gets none of Kopf's fallback logins: log in as the official client does
+    # (the in-cluster service account, else KUBECONFIG), the same way `Kube` is configured.
+    @kopf.on.login(registry=registry, errors=kopf.ErrorsMode.PERMANENT)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         apply_kopf_settings(settings, context.options)
