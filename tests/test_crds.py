@@ -215,6 +215,16 @@ INVALID = [
         store({"backup": {"destination": {"pvc": {}, "s3": S3}}}),
         "exactly one of pvc and s3 must be set",
     ),
+    (
+        "store-name-starts-with-digit",
+        {**store({}), "metadata": {"name": "7agents", "namespace": "agents"}},
+        "a MemoryStore name starts with a letter and has at most 45 characters",
+    ),
+    (
+        "store-name-too-long",
+        {**store({}), "metadata": {"name": "a" * 46, "namespace": "agents"}},
+        "a MemoryStore name starts with a letter and has at most 45 characters",
+    ),
     ("no-destination", store({"backup": {"destination": {}}}), "exactly one of pvc and s3 must be set"),
     (
         "openmemory-replicas",

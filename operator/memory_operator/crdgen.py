@@ -16,6 +16,7 @@ from pydantic_core import core_schema, to_jsonable_python
 
 from memory_operator.api import backup, policy, store
 from memory_operator.api.common import GROUP, VERSION
+from memory_operator.api.store import MAX_NAME_LENGTH as MAX_NAME
 
 Schema = dict[str, Any]
 
@@ -111,6 +112,7 @@ class CrdInfo(BaseModel):
     status_model: type[BaseModel]
     description: str
     printer_columns: list[dict[str, Any]]
+    object_rules: list[dict[str, str]] = []
 
 
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
@@ -130,6 +132,12 @@ CRDS = [
             {"name": "Flavor", "type": "string", "jsonPath": ".spec.server.flavor", "priority": 1},
             {"name": "Memories", "type": "integer", "jsonPath": ".status.memoryCount", "priority": 1},
             _AGE,
+        ],
+        object_rules=[
+            {
+                "rule": f"self.metadata.name.matches('^[a-z]') && size(self.metadata.name) <= {MAX_NAME}",
+                "message": f"a MemoryStore name starts with a letter and has at most {MAX_NAME} characters",
+            }
         ],
     ),
     CrdInfo(
@@ -209,6 +217,7 @@ def crd(info: CrdInfo) -> dict[str, Any]:
                                 "spec": openapi_schema(info.spec_model),
                                 "status": status,
                             },
+                            **({"x-kubernetes-validations": info.object_rules} if info.object_rules else {}),
                         }
                     },
                 }

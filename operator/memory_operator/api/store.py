@@ -25,6 +25,9 @@ from memory_operator.images import DEFAULT_QDRANT_IMAGE
 
 KIND = "MemoryStore"
 PLURAL = "memorystores"
+# Child names are the store's name plus suffixes such as `-qdrant-headless`, and Services want a
+# DNS-1035 label: a letter first, 63 characters at most in all.
+MAX_NAME_LENGTH = 45
 
 
 def _resources(cpu: str, memory: str, memory_limit: str) -> ResourceRequirements:
@@ -326,3 +329,12 @@ class MemoryStore(ApiModel):
     metadata: ObjectMeta
     spec: MemoryStoreSpec = Field(default_factory=MemoryStoreSpec)
     status: MemoryStoreStatus | None = None
+
+    @model_validator(mode="after")
+    def _name_fits_child_names(self) -> MemoryStore:
+        name = self.metadata.name
+        if not name[:1].isalpha() or len(name) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"a MemoryStore name starts with a letter and has at most {MAX_NAME_LENGTH} characters"
+            )
+        return self
