@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+from memory_operator.api.backup import CollectionSnapshot, MemoryBackupStatus
+from memory_operator.backup.summary import fit
 from memory_operator.controller import results
+from memory_operator.expire.summary import ExpirationSummary, RuleSummary
 
 
 def pod(message: str, finished: str = "2025-01-01T00:00:00Z") -> dict:
@@ -50,6 +53,25 @@ def test_expiration_run_from_summary() -> None:
     }
 
 
+def test_expiration_run_from_the_expire_jobs_termination_message() -> None:
+    summary = ExpirationSummary(store="other", dry_run=True, duration_seconds=2.0)
+    summary.add_rule(RuleSummary(name="old", matched=4, deleted=0, ids=["a", "b"]))
+    run = results.expiration_run("demo", json.loads(summary.termination_message()), True, "T")
+    assert run == {
+        "store": "demo",
+        "time": "T",
+        "succeeded": True,
+        "dryRun": True,
+        "matched": 4,
+        "deleted": 0,
+        "durationSeconds": 2.0,
+        "rules": [{"name": "old", "matched": 4, "deleted": 0}],
+    }
+    failed = ExpirationSummary(store="demo", error="Qdrant is unreachable")
+    run = results.expiration_run("demo", json.loads(failed.termination_message()), False, "T")
+    assert run["succeeded"] is False and run["error"] == "Qdrant is unreachable"
+
+
 def test_failed_run_without_summary_says_so() -> None:
     run = results.expiration_run("demo", None, False, "T")
     assert run["succeeded"] is False and "without a summary" in run["error"]
@@ -60,14 +82,32 @@ def test_upsert_run_replaces_per_store() -> None:
     assert runs == [{"store": "a", "deleted": 5}, {"store": "b"}]
 
 
-def test_backup_result() -> None:
-    ok = results.backup_result({"location": "pvc://c/b/", "sizeBytes": 10}, True, "T2", "T1")
+def test_backup_result_from_the_backup_jobs_summary() -> None:
+    summary = MemoryBackupStatus(
+        phase="Completed",
+        start_time="T0",
+        stop_time="T1",
+        size_bytes=10,
+        location="pvc://c/b/",
+        snapshots=[CollectionSnapshot(collection="memories", name="s1", size_bytes=10, checksum="ab")],
+    ).wire()
+    ok = results.backup_result(json.loads(fit(summary)), True, "T2", "T-job")
     assert ok == {
         "phase": "Completed",
-        "stopTime": "T2",
-        "startTime": "T1",
+        "startTime": "T0",
+        "stopTime": "T1",
         "location": "pvc://c/b/",
         "sizeBytes": 10,
+        "snapshots": [{"collection": "memories", "name": "s1", "sizeBytes": 10, "checksum": "ab"}],
     }
-    failed = results.backup_result({"error": "no space"}, False, "T2", None)
+
+
+def test_backup_result_failure_and_missing_times() -> None:
+    failed = results.backup_result({"phase": "Failed", "error": "no space"}, False, "T2", "T1")
     assert failed["phase"] == "Failed" and failed["error"] == "no space"
+    assert (failed["startTime"], failed["stopTime"]) == ("T1", "T2")
+    # A Job that failed is a failed backup whatever its summary says.
+    lying = results.backup_result({"phase": "Completed"}, False, "T2", None)
+    assert lying["phase"] == "Failed" and "without a summary" in lying["error"]
+    garbage = results.backup_result({"snapshots": "nope"}, True, "T2", None)
+    assert garbage["phase"] == "Failed" and "unreadable" in garbage["error"]

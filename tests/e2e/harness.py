@@ -149,6 +149,36 @@ class Kubelet:
             sub="status",
         )
 
+    def run_cronjob(self, namespace: str, cronjob: str, run: int) -> str:
+        """Start a Job from a CronJob as its controller does (labels, owner); returns the Job's name."""
+        owner = self.client.get("CronJob", namespace, cronjob)
+        assert owner is not None, f"CronJob {cronjob} missing"
+        template = owner["spec"]["jobTemplate"]
+        name = f"{cronjob}-{29000000 + run}"
+        self.client.create(
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": dict(template.get("metadata", {}).get("labels") or {}),
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "batch/v1",
+                            "kind": "CronJob",
+                            "name": cronjob,
+                            "uid": owner["metadata"]["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "spec": template["spec"],
+            }
+        )
+        return name
+
     def finish_job(self, namespace: str, job: str, message: dict[str, Any], succeeded: bool = True) -> None:
         self.client.create(
             {

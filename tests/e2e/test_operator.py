@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,8 +13,6 @@ import pytest
 import yaml
 
 pytest.importorskip("memory_operator.render", reason="the renderers are not installed")
-
-from memory_operator.render import names
 
 from e2e.emulator import Emulator
 from e2e.harness import (
@@ -27,7 +26,13 @@ from e2e.harness import (
     store,
     wait_for,
 )
+from memory_operator.api.backup import CollectionSnapshot, MemoryBackupStatus
 from memory_operator.api.store import MemoryStore
+from memory_operator.backup.main import memory_backup_body
+from memory_operator.backup.summary import fit
+from memory_operator.controller import outcomes
+from memory_operator.expire.summary import ExpirationSummary, RuleSummary
+from memory_operator.render import names
 
 pytestmark = pytest.mark.slow
 
@@ -277,3 +282,141 @@ def test_kubectl_apply_and_get_show_printer_columns(cluster: Cluster) -> None:
     kubectl("apply", "-f", str(example))
     out = kubectl("get", "memorystores", "-n", namespace)
     assert out.split("\n")[0].split() == ["NAME", "READY", "PHASE", "REPLICAS", "AGE"]
+
+
+def warning_events(cluster: Cluster, ns: str, kind: str, name: str, reason: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in cluster.client.list("Event", ns)
+        if e.get("type") == "Warning"
+        and e.get("reason") == reason
+        and e.get("involvedObject", {}).get("kind") == kind
+        and e.get("involvedObject", {}).get("name") == name
+    ]
+
+
+def test_expiration_results_land_in_policy_and_store_status(cluster: Cluster) -> None:
+    s = create_store(cluster, store("expire", "s", {"team": "x"}))
+    cluster.client.create(
+        {
+            "apiVersion": "memory-operator.io/v1alpha1",
+            "kind": "MemoryPolicy",
+            "metadata": {"name": "ttl", "namespace": "expire"},
+            "spec": {"selector": {"matchLabels": {"team": "x"}}, "rules": [{"name": "old", "maxAge": "7d"}]},
+        }
+    )
+    cronjob = names.expiration_cronjob_name(s, "ttl")
+    wait_for(lambda: cluster.client.get("CronJob", "expire", cronjob), "the expiration CronJob")
+
+    done = ExpirationSummary(store="s", namespace="expire", collection="memories", duration_seconds=1.5)
+    done.add_rule(RuleSummary(name="old", matched=3, deleted=3))
+    job = cluster.kubelet.run_cronjob("expire", cronjob, 1)
+    cluster.kubelet.finish_job("expire", job, json.loads(done.termination_message()))
+
+    def last_run() -> dict[str, Any] | None:
+        policy = cluster.client.get("MemoryPolicy", "expire", "ttl") or {}
+        runs = (policy.get("status") or {}).get("lastRuns") or []
+        return runs[0] if runs else None
+
+    run = wait_for(lambda: (r := last_run()) and r["deleted"] == 3 and r, "the run in lastRuns")
+    assert run["store"] == "s" and run["succeeded"] is True
+    assert run["rules"] == [{"name": "old", "matched": 3, "deleted": 3}]
+    assert (
+        condition(cluster.client.get("MemoryPolicy", "expire", "ttl"), "LastRunSucceeded")["status"] == "True"
+    )
+    body = wait_for(
+        lambda: (
+            (b := cluster.client.get("MemoryStore", "expire", "s"))
+            and b["status"].get("lastExpiration")
+            and b
+        ),
+        "lastExpiration",
+    )
+    last = body["status"]["lastExpiration"]
+    assert (last["policy"], last["deleted"], last["succeeded"]) == ("ttl", 3, True)
+    assert condition(body, "ExpirationSucceeded")["status"] == "True"
+    job_body = cluster.client.get("Job", "expire", job)
+    assert job_body is not None and job_body["metadata"]["annotations"]["memory-operator.io/result-recorded"]
+
+    failed = ExpirationSummary(store="s", error="Qdrant is unreachable")
+    job = cluster.kubelet.run_cronjob("expire", cronjob, 2)
+    cluster.kubelet.finish_job("expire", job, json.loads(failed.termination_message()), succeeded=False)
+    wait_for(
+        lambda: (
+            condition(cluster.client.get("MemoryPolicy", "expire", "ttl"), "LastRunSucceeded")["status"]
+            == "False"
+        ),
+        "LastRunSucceeded=False",
+    )
+    run = last_run()
+    assert run is not None and run["succeeded"] is False and run["error"] == "Qdrant is unreachable"
+    body = cluster.client.get("MemoryStore", "expire", "s")
+    assert condition(body, "ExpirationSucceeded")["status"] == "False"
+    assert "Qdrant is unreachable" in condition(body, "ExpirationSucceeded")["message"]
+    wait_for(lambda: warning_events(cluster, "expire", "MemoryStore", "s", "ExpirationFailed"), "a Warning")
+
+
+def backup_store(ns: str) -> dict[str, Any]:
+    return store(ns, "bk", backup={"schedule": "0 3 * * *", "destination": {"pvc": {"size": "1Gi"}}})
+
+
+def backup_phase(cluster: Cluster, ns: str, name: str) -> str | None:
+    return ((cluster.client.get("MemoryBackup", ns, name) or {}).get("status") or {}).get("phase")
+
+
+def test_scheduled_and_manual_backups_run_and_report(cluster: Cluster) -> None:
+    ns = "backup"
+    create_store(cluster, backup_store(ns))
+    wait_for(lambda: phase(cluster, ns, "bk"), "the store reconciled")
+    # Exactly what the scheduled CronJob (`backup --store bk`) creates, then exits.
+    scheduled = memory_backup_body(ns, "bk", "bk-202501010300")
+    created = cluster.client.create(scheduled)
+    job_name = outcomes.backup_job_name("bk-202501010300")
+    job = wait_for(lambda: cluster.client.get("Job", ns, job_name), "the backup Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["backup", "--store", "bk", "--backup", "bk-202501010300"]
+    assert job["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    wait_for(lambda: backup_phase(cluster, ns, "bk-202501010300") == "Running", "phase Running")
+
+    summary = MemoryBackupStatus(
+        phase="Completed",
+        start_time="2025-01-01T03:00:05Z",
+        stop_time="2025-01-01T03:01:00Z",
+        size_bytes=2048,
+        location="pvc://bk-backups/bk-202501010300/",
+        snapshots=[CollectionSnapshot(collection="memories", name="memories-1.snapshot", size_bytes=2048)],
+    ).wire()
+    cluster.kubelet.finish_job(ns, job_name, json.loads(fit(summary)))
+    wait_for(lambda: backup_phase(cluster, ns, "bk-202501010300") == "Completed", "phase Completed")
+    done = cluster.client.get("MemoryBackup", ns, "bk-202501010300")
+    assert done is not None
+    assert done["status"]["snapshots"] == [
+        {"collection": "memories", "name": "memories-1.snapshot", "sizeBytes": 2048}
+    ]
+    assert done["status"]["location"] == "pvc://bk-backups/bk-202501010300/"
+    body = wait_for(
+        lambda: (b := cluster.client.get("MemoryStore", ns, "bk")) and b["status"].get("lastBackup") and b,
+        "lastBackup",
+    )
+    assert body["status"]["lastBackup"]["name"] == "bk-202501010300"
+    assert body["status"]["lastBackup"]["phase"] == "Completed"
+    assert condition(body, "LastBackupSucceeded")["status"] == "True"
+
+    cluster.client.create(
+        {
+            "apiVersion": "memory-operator.io/v1alpha1",
+            "kind": "MemoryBackup",
+            "metadata": {"name": "by-hand", "namespace": ns},
+            "spec": {"storeRef": {"name": "bk"}},
+        }
+    )
+    job_name = outcomes.backup_job_name("by-hand")
+    wait_for(lambda: cluster.client.get("Job", ns, job_name), "the manual backup Job")
+    cluster.kubelet.finish_job(ns, job_name, {"phase": "Failed", "error": "no space left"}, succeeded=False)
+    wait_for(lambda: backup_phase(cluster, ns, "by-hand") == "Failed", "phase Failed")
+    failed = cluster.client.get("MemoryBackup", ns, "by-hand")
+    assert failed is not None and failed["status"]["error"] == "no space left"
+    body = cluster.client.get("MemoryStore", ns, "bk")
+    assert condition(body, "LastBackupSucceeded")["status"] == "False"
+    assert body is not None and body["status"]["lastBackup"]["name"] == "by-hand"
+    wait_for(lambda: warning_events(cluster, ns, "MemoryBackup", "by-hand", "BackupFailed"), "a Warning")

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from memory_operator import env
 from memory_operator.api.store import MemoryStore
 from memory_operator.controller import metrics, plan, results, status
 from memory_operator.controller.kube import BACKUP, JOB, POD, POLICY, STORE, Kube, event_target, selector
@@ -21,10 +22,10 @@ from memory_operator.controller.settings import (
     MANAGED_BY,
     POLICY_LABEL,
     RESULT_ANNOTATION,
-    SCHEDULED_LABEL,
     STORE_LABEL,
 )
-from memory_operator.render import RenderSettings, render_store
+from memory_operator.render import RenderSettings
+from memory_operator.render import backup as backup_render
 
 logger = logging.getLogger("memory_operator.controller")
 
@@ -39,28 +40,28 @@ def backup_job_name(backup: str) -> str:
 
 
 def backup_job(
-    store: MemoryStore, store_body: Mapping[str, Any], backup: Mapping[str, Any], settings: RenderSettings
+    store: MemoryStore, backup: Mapping[str, Any], settings: RenderSettings
 ) -> dict[str, Any] | None:
-    """A Job running one backup, shaped like the store's backup CronJob; `None` without `spec.backup`."""
-    cronjobs = [
-        m
-        for m in render_store(store, (), settings, None)
-        if m["kind"] == "CronJob"
-        and m["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "backup"
-    ]
-    if not cronjobs:
+    """The Job taking one backup: the store's backup CronJob's job, run with `--backup`.
+
+    `None` when the store has no `spec.backup` (so no destination). The scheduled CronJob only creates
+    the MemoryBackup (`backup --store S`); this Job, owned by the MemoryBackup, takes it.
+    """
+    if store.spec.backup is None:
         return None
-    cronjob = cronjobs[0]
+    cronjob = backup_render.cronjob(
+        store, store.spec.backup, settings.job_image, settings.job_service_account
+    )
     backup_name = backup["metadata"]["name"]
     job_spec = copy.deepcopy(cronjob["spec"]["jobTemplate"]["spec"])
+    labels = {**cronjob["metadata"]["labels"], **MANAGED_BY, STORE_LABEL: store.metadata.name}
+    labels[BACKUP_LABEL] = backup_name
+    pod_meta = job_spec["template"].setdefault("metadata", {})
+    pod_meta["labels"] = {**pod_meta.get("labels", {}), BACKUP_LABEL: backup_name}
     container = job_spec["template"]["spec"]["containers"][0]
     container["args"] = ["backup", "--store", store.metadata.name, "--backup", backup_name]
-    labels = {
-        **cronjob["metadata"].get("labels", {}),
-        **MANAGED_BY,
-        STORE_LABEL: store.metadata.name,
-        BACKUP_LABEL: backup_name,
-    }
+    # The schedule only names scheduled MemoryBackups; this one has its name already.
+    container["env"] = [v for v in container.get("env") or [] if v.get("name") != env.BACKUP_SCHEDULE]
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -75,12 +76,10 @@ def backup_job(
 
 
 async def start_backup(kube: Kube, settings: RenderSettings, backup: Mapping[str, Any]) -> None:
-    """Run a MemoryBackup made by hand: apply its Job and mark it Running; scheduled ones run themselves."""
+    """Run a MemoryBackup (made by hand or by the backup schedule): apply its Job and mark it Running."""
     meta = backup["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     if (backup.get("status") or {}).get("phase") in ("Running", "Completed", "Failed"):
-        return
-    if (meta.get("labels") or {}).get(SCHEDULED_LABEL) == "true":
         return
     store_name = backup["spec"]["storeRef"]["name"]
     store_body = await kube.get(STORE, namespace, store_name)
@@ -94,7 +93,7 @@ async def start_backup(kube: Kube, settings: RenderSettings, backup: Mapping[str
         except ValidationError:
             error = f"MemoryStore {store_name} has an invalid spec"
         else:
-            job = backup_job(store, store_body, backup, settings)
+            job = backup_job(store, backup, settings)
             if job is None:
                 error = f"MemoryStore {store_name} has no spec.backup: set a destination first"
     if error is not None or job is None:

@@ -6,6 +6,14 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
+from memory_operator.api.backup import MemoryBackupStatus
+from memory_operator.expire.summary import ExpirationSummary
+
+# Status messages stay short: the whole story is in the job's log.
+MAX_ERROR = 4096
+
 
 def job_finished(job: Mapping[str, Any]) -> bool | None:
     """`True` when the Job completed, `False` when it failed, `None` while it runs."""
@@ -53,32 +61,20 @@ def expiration_run(
     store: str, message: Mapping[str, Any] | None, succeeded: bool, time: str
 ) -> dict[str, Any]:
     """A policy's `lastRuns` entry (StoreRun, wire form) from an expiration job's summary."""
-    message = message or {}
-    error = message.get("error")
-    if not succeeded and not error:
-        error = "the expiration job failed without a summary; see its pod's logs"
-    run: dict[str, Any] = {
-        "store": store,
-        "time": time,
-        "succeeded": bool(succeeded and not error),
-        "dryRun": bool(message.get("dryRun", False)),
-        "matched": int(message.get("matched") or 0),
-        "deleted": int(message.get("deleted") or 0),
-        "rules": [
-            {
-                "name": str(rule.get("name", "")),
-                "matched": int(rule.get("matched") or 0),
-                "deleted": int(rule.get("deleted") or 0),
-            }
-            for rule in message.get("rules") or []
-            if isinstance(rule, Mapping)
-        ],
-    }
-    if message.get("durationSeconds") is not None:
-        run["durationSeconds"] = float(message["durationSeconds"])
-    if error:
-        run["error"] = str(error)[:4096]
-    return run
+    try:
+        summary = ExpirationSummary.model_validate(dict(message or {}))
+    except ValidationError:
+        summary = ExpirationSummary(
+            error=f"the expiration job left an unreadable summary: {message!r}"[:1024]
+        )
+    if not succeeded and summary.error is None:
+        summary.error = "the expiration job failed without a summary; see its pod's logs"
+    run = summary.to_store_run(time)
+    # The Job's labels name the store, whatever the summary says.
+    run.store = store
+    if run.error is not None:
+        run.error = run.error[:MAX_ERROR]
+    return run.wire()
 
 
 def upsert_run(runs: Iterable[Mapping[str, Any]], run: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -90,17 +86,20 @@ def upsert_run(runs: Iterable[Mapping[str, Any]], run: Mapping[str, Any]) -> lis
 def backup_result(
     message: Mapping[str, Any] | None, succeeded: bool, time: str, started: str | None
 ) -> dict[str, Any]:
-    """A MemoryBackup status from a backup job's summary."""
-    message = message or {}
-    error = message.get("error")
-    if not succeeded and not error:
-        error = "the backup job failed without a summary; see its pod's logs"
-    status: dict[str, Any] = {"phase": "Failed" if error or not succeeded else "Completed", "stopTime": time}
-    if started:
-        status["startTime"] = started
-    for key in ("location", "sizeBytes", "snapshots"):
-        if message.get(key) is not None:
-            status[key] = message[key]
-    if error:
-        status["error"] = str(error)[:4096]
-    return status
+    """A MemoryBackup status (wire form) from a backup job's summary, which has that very shape."""
+    try:
+        status = MemoryBackupStatus.model_validate(dict(message or {}))
+    except ValidationError:
+        status = MemoryBackupStatus(error=f"the backup job left an unreadable summary: {message!r}"[:1024])
+    if not succeeded and status.error is None:
+        status.error = "the backup job failed without a summary; see its pod's logs"
+    # The Job's outcome decides the phase: a summary cannot make a failed Job succeed, nor the reverse.
+    status.phase = "Completed" if succeeded and status.error is None else "Failed"
+    status.stop_time = status.stop_time or time
+    status.start_time = status.start_time or started
+    status.conditions = []
+    if status.error is not None:
+        status.error = status.error[:MAX_ERROR]
+    wire = status.wire()
+    wire.pop("conditions", None)
+    return wire

@@ -19,8 +19,6 @@ RETAINED_FROM_LABEL = f"{PREFIX}/retained-from"
 STORE_LABEL = f"{PREFIX}/store"
 POLICY_LABEL = f"{PREFIX}/policy"
 BACKUP_LABEL = f"{PREFIX}/backup"
-# MemoryBackups made by the scheduled backup job (which runs the backup itself) carry this label.
-SCHEDULED_LABEL = f"{PREFIX}/scheduled"
 RESULT_ANNOTATION = f"{PREFIX}/result-recorded"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "memory-operator"}
 
