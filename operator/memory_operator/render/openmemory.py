@@ -17,13 +17,12 @@ from memory_operator.api.store import MemoryStore, ModelProviderSpec
 from memory_operator.render import meta, names
 from memory_operator.render.meta import Manifest
 
+# Both flavors answer on the same Service, so clients never depend on the flavor.
+from memory_operator.render.server import selector, service
+
 DATA_DIR = "/data"
 DATABASE_URL = f"sqlite:///{DATA_DIR}/openmemory.db"
 DATA_CLAIM_SIZE = "1Gi"
-
-
-def selector(store: MemoryStore) -> dict[str, str]:
-    return meta.selector_labels(store, meta.SERVER, meta.SERVER_COMPONENT)
 
 
 def _model_env(spec: ModelProviderSpec | None, prefix: str) -> list[dict[str, Any]]:
@@ -137,21 +136,6 @@ def data_claim(store: MemoryStore) -> Manifest:
             store, names.openmemory_data_claim_name(store), meta.SERVER, meta.SERVER_COMPONENT
         ),
         "spec": spec,
-    }
-
-
-def service(store: MemoryStore) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta.metadata(
-            store, names.server_service_name(store), meta.SERVER, meta.SERVER_COMPONENT
-        ),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector(store),
-            "ports": [meta.service_port("http", env.SERVER_PORT)],
-        },
     }
 
 
