@@ -118,3 +118,34 @@ def test_children_no_longer_rendered_are_pruned_but_never_volumes_or_secrets() -
 def test_hash_ignores_its_own_annotation() -> None:
     desired = plan.stamped(configmap())
     assert plan.manifest_hash(desired) == plan.manifest_hash(configmap())
+
+
+def _sts(size: str) -> dict:
+    return {
+        "metadata": {"name": "q"},
+        "spec": {
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": size}}}}
+            ]
+        },
+    }
+
+
+def _claim(name: str, size: str) -> dict:
+    return {"metadata": {"name": name}, "spec": {"resources": {"requests": {"storage": size}}}}
+
+
+def test_claim_templates_changed_only_when_the_templates_differ() -> None:
+    assert not plan.claim_templates_changed(_sts("1Gi"), None)
+    assert not plan.claim_templates_changed(_sts("1Gi"), _sts("1Gi"))
+    assert plan.claim_templates_changed(_sts("2Gi"), _sts("1Gi"))
+
+
+def test_claims_to_grow_are_the_templates_claims_below_the_new_size() -> None:
+    claims = [
+        _claim("data-q-0", "1Gi"),
+        _claim("data-q-1", "2048Mi"),
+        _claim("data-other-0", "1Gi"),
+        _claim("logs-q-0", "1Gi"),
+    ]
+    assert plan.claims_to_grow(_sts("2Gi"), claims) == [("data-q-0", "2Gi")]

@@ -263,6 +263,61 @@ class Write:
     changed: bool = True
 
 
+# What the API server lets an update of these kinds change in `spec`; any other change is refused.
+STATEFULSET_MUTABLE_SPEC = {
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "revisionHistoryLimit",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+}
+CLAIM_MUTABLE_SPEC = {"resources", "volumeAttributesClassName"}
+
+
+def _storage_bytes(quantity: str) -> float:
+    from kubernetes.utils import parse_quantity
+
+    return float(parse_quantity(quantity))
+
+
+def check_immutable_spec(rt: ResourceType, old: Obj, new: Obj) -> None:
+    """Refuse the spec changes a real API server refuses for StatefulSets and PersistentVolumeClaims."""
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    if rt.kind == "StatefulSet":
+        changed = sorted(
+            k
+            for k in set(old_spec) | set(new_spec)
+            if k not in STATEFULSET_MUTABLE_SPEC and old_spec.get(k) != new_spec.get(k)
+        )
+        if changed:
+            raise ApiError(
+                422,
+                "Invalid",
+                f'StatefulSet.apps "{old["metadata"]["name"]}" is invalid: spec: Forbidden: updates to '
+                "statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
+                "'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and "
+                f"'minReadySeconds' are forbidden (changed: {', '.join(changed)})",
+            )
+    elif rt.kind == "PersistentVolumeClaim":
+        changed = sorted(
+            k
+            for k in set(old_spec) | set(new_spec)
+            if k not in CLAIM_MUTABLE_SPEC and old_spec.get(k) != new_spec.get(k)
+        )
+        if changed:
+            raise ApiError(422, "Invalid", "spec: Forbidden: spec is immutable after creation")
+        before = ((old_spec.get("resources") or {}).get("requests") or {}).get("storage")
+        after = ((new_spec.get("resources") or {}).get("requests") or {}).get("storage")
+        if before and after and _storage_bytes(after) < _storage_bytes(before):
+            raise ApiError(
+                422,
+                "Invalid",
+                "spec.resources.requests.storage: Forbidden: field can not be less than previous value",
+            )
+
+
 class World:
     """The objects, their history, and the API semantics; used from the server's event loop only."""
 
@@ -417,6 +472,9 @@ class World:
 
         def essence(obj: Obj) -> Obj:
             return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+        if subresource is None:
+            check_immutable_spec(rt, old, result)
 
         if essence(result) != essence(old):
             result["metadata"]["generation"] = int(old["metadata"].get("generation") or 1) + 1

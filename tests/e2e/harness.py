@@ -133,6 +133,8 @@ class Kubelet:
         assert obj is not None, f"{kind} {name} missing"
         replicas = obj["spec"].get("replicas", 1)
         count = replicas if ready is None else ready
+        if kind == "StatefulSet":
+            self.provision_claims(obj, replicas)
         self.client.patch(
             kind,
             namespace,
@@ -148,6 +150,25 @@ class Kubelet:
             },
             sub="status",
         )
+
+    def provision_claims(self, statefulset: dict[str, Any], replicas: int) -> None:
+        """The claims the StatefulSet controller makes from its templates (kept on scale-down and delete)."""
+        meta = statefulset["metadata"]
+        selector = statefulset["spec"].get("selector", {}).get("matchLabels") or {}
+        for template in statefulset["spec"].get("volumeClaimTemplates") or []:
+            for ordinal in range(replicas):
+                name = f"{template['metadata']['name']}-{meta['name']}-{ordinal}"
+                if self.client.get("PersistentVolumeClaim", meta["namespace"], name) is not None:
+                    continue
+                labels = {**(template["metadata"].get("labels") or {}), **selector}
+                self.client.create(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": name, "namespace": meta["namespace"], "labels": labels},
+                        "spec": template["spec"],
+                    }
+                )
 
     def run_cronjob(self, namespace: str, cronjob: str, run: int) -> str:
         """Start a Job from a CronJob as its controller does (labels, owner); returns the Job's name."""

@@ -126,3 +126,40 @@ def test_watch_resumes_from_resource_version(api: tuple[Emulator, Client]) -> No
     ) as response:
         lines = [line for line in response.iter_lines() if line]
     assert len(lines) == 1 and '"w2"' in lines[0] and '"ADDED"' in lines[0]
+
+
+def test_statefulset_claim_templates_and_claim_shrinks_are_refused(api: tuple[Emulator, Client]) -> None:
+    _, client = api
+    template = {"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}
+    client.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "q", "namespace": "imm"},
+            "spec": {"replicas": 1, "volumeClaimTemplates": [template]},
+        }
+    )
+    client.patch("StatefulSet", "imm", "q", {"spec": {"replicas": 3}})
+    bigger = {**template, "spec": {"resources": {"requests": {"storage": "2Gi"}}}}
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        client.patch("StatefulSet", "imm", "q", {"spec": {"volumeClaimTemplates": [bigger]}})
+    assert refused.value.response.status_code == 422
+    client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data-q-0", "namespace": "imm"},
+            "spec": {"resources": {"requests": {"storage": "1Gi"}}},
+        }
+    )
+    client.patch(
+        "PersistentVolumeClaim", "imm", "data-q-0", {"spec": {"resources": {"requests": {"storage": "2Gi"}}}}
+    )
+    with pytest.raises(httpx.HTTPStatusError) as shrink:
+        client.patch(
+            "PersistentVolumeClaim",
+            "imm",
+            "data-q-0",
+            {"spec": {"resources": {"requests": {"storage": "1Gi"}}}},
+        )
+    assert shrink.value.response.status_code == 422

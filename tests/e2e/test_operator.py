@@ -120,22 +120,57 @@ def test_deleted_child_is_restored(cluster: Cluster) -> None:
     wait_for(lambda: cluster.client.get("Service", "drift", name), "the Qdrant Service restored")
 
 
-def test_storage_grows_but_never_shrinks(cluster: Cluster) -> None:
-    s = create_store(cluster, store("resize", "demo", vectorStore={"storage": {"size": "10Gi"}}))
+def claim_sizes(cluster: Cluster, ns: str) -> dict[str, str]:
+    return {
+        c["metadata"]["name"]: c["spec"]["resources"]["requests"]["storage"]
+        for c in cluster.client.list("PersistentVolumeClaim", ns)
+    }
+
+
+def template_sizes(sts: dict[str, Any] | None) -> list[str]:
+    templates = (sts or {}).get("spec", {}).get("volumeClaimTemplates") or []
+    return [t["spec"]["resources"]["requests"]["storage"] for t in templates]
+
+
+def test_replicas_and_storage_grow_but_storage_never_shrinks(cluster: Cluster) -> None:
+    ns = "resize"
+    s = create_store(cluster, store(ns, "demo", vectorStore={"storage": {"size": "10Gi"}}))
     sts_name = names.qdrant_statefulset_name(s)
-    wait_for(lambda: cluster.client.get("StatefulSet", "resize", sts_name), "sts")
+    make_ready(cluster, s)
+    wait_for(lambda: phase(cluster, ns, "demo") == "Ready", "phase Ready")
+    first = cluster.client.get("StatefulSet", ns, sts_name)
+    assert first is not None and list(claim_sizes(cluster, ns).values()) == ["10Gi"]
+
     cluster.client.patch(
-        "MemoryStore", "resize", "demo", {"spec": {"vectorStore": {"storage": {"size": "1Gi"}}}}
+        "MemoryStore", ns, "demo", {"spec": {"vectorStore": {"replicas": 2, "storage": {"size": "20Gi"}}}}
     )
-    wait_for(lambda: phase(cluster, "resize", "demo") == "Failed", "phase Failed")
-    failed = cluster.client.get("MemoryStore", "resize", "demo")
+    # The API server refuses new claim templates in place: the StatefulSet is recreated, its claim grown.
+    grown = wait_for(
+        lambda: (
+            (sts := cluster.client.get("StatefulSet", ns, sts_name))
+            and template_sizes(sts) == ["20Gi"]
+            and sts
+        ),
+        "the StatefulSet with 20Gi claim templates",
+    )
+    assert grown["spec"]["replicas"] == 2
+    assert grown["metadata"]["uid"] != first["metadata"]["uid"]
+    assert len(cluster.client.list("StatefulSet", ns)) == 1
+    assert set(claim_sizes(cluster, ns).values()) == {"20Gi"}
+    make_ready(cluster, s)
+    wait_for(lambda: phase(cluster, ns, "demo") == "Ready", "phase Ready with two nodes")
+    assert claim_sizes(cluster, ns) == {name: "20Gi" for name in claim_sizes(cluster, ns)}
+    assert len(claim_sizes(cluster, ns)) == 2
+
+    cluster.client.patch("MemoryStore", ns, "demo", {"spec": {"vectorStore": {"storage": {"size": "1Gi"}}}})
+    wait_for(lambda: phase(cluster, ns, "demo") == "Failed", "phase Failed")
+    failed = cluster.client.get("MemoryStore", ns, "demo")
     assert "StorageShrinkRefused" in condition(failed, "Ready")["message"]
-    sts = cluster.client.get("StatefulSet", "resize", sts_name)
-    assert sts is not None
-    sizes = [t["spec"]["resources"]["requests"]["storage"] for t in sts["spec"]["volumeClaimTemplates"]]
-    assert "1Gi" not in sizes
-    events = cluster.client.list("Event", "resize")
-    assert any(e.get("type") == "Warning" and e.get("reason") == "StorageShrinkRefused" for e in events)
+    assert template_sizes(cluster.client.get("StatefulSet", ns, sts_name)) == ["20Gi"]
+    assert set(claim_sizes(cluster, ns).values()) == {"20Gi"}
+    wait_for(
+        lambda: warning_events(cluster, ns, "MemoryStore", "demo", "StorageShrinkRefused"), "a Warning Event"
+    )
 
 
 def test_replication_factor_above_replicas_fails_clearly(cluster: Cluster) -> None:
@@ -204,41 +239,27 @@ def test_policy_cronjobs_follow_the_policy(cluster: Cluster) -> None:
 def test_deletion_retains_or_deletes_volumes(cluster: Cluster) -> None:
     for policy in ("Retain", "Delete"):
         ns = f"del-{policy.lower()}"
-        s = create_store(cluster, store(ns, "demo", deletionPolicy=policy))
+        body = backup_store(ns)
+        body["spec"]["deletionPolicy"] = policy
+        s = create_store(cluster, body)
         make_ready(cluster, s)
-        wait_for(lambda ns=ns: phase(cluster, ns, "demo") == "Ready", "Ready")
-        body = cluster.client.get("MemoryStore", ns, "demo")
-        assert body is not None
-        claim = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {
-                "name": f"storage-{names.qdrant_statefulset_name(s)}-0",
-                "namespace": ns,
-                "labels": {"memory-operator.io/store": "demo"},
-            },
-            "spec": {"resources": {"requests": {"storage": "10Gi"}}},
-        }
-        cluster.client.create(claim)
-        wait_for(
-            lambda ns=ns: (
-                "memory-operator.io/finalizer"
-                in (cluster.client.get("MemoryStore", ns, "demo") or {})
-                .get("metadata", {})
-                .get("finalizers", [])
-            ),
-            "the finalizer",
-        )
-        cluster.client.delete("MemoryStore", ns, "demo")
-        wait_for(lambda ns=ns: cluster.client.get("MemoryStore", ns, "demo") is None, "the store gone")
-        left = cluster.client.get("PersistentVolumeClaim", ns, claim["metadata"]["name"])
-        if policy == "Retain":
-            assert (
-                left is not None and left["metadata"]["labels"]["memory-operator.io/retained-from"] == "demo"
-            )
-            assert not left["metadata"].get("ownerReferences")
-        else:
-            assert left is None
+        wait_for(lambda ns=ns: phase(cluster, ns, "bk") == "Ready", "Ready")
+        store_uid = cluster.client.get("MemoryStore", ns, "bk")["metadata"]["uid"]  # type: ignore[index]
+        claims = claim_sizes(cluster, ns)
+        backup_claim = cluster.client.get("PersistentVolumeClaim", ns, names.backup_claim_name(s))
+        assert backup_claim is not None and backup_claim["metadata"]["ownerReferences"][0]["uid"] == store_uid
+        assert len(claims) == 2  # Qdrant's volume and the backups'
+        cluster.client.delete("MemoryStore", ns, "bk")
+        wait_for(lambda ns=ns: cluster.client.get("MemoryStore", ns, "bk") is None, "the store gone")
+        wait_for(lambda ns=ns: cluster.client.list("StatefulSet", ns) == [], "the StatefulSet collected")
+        for claim_name in claims:
+            left = cluster.client.get("PersistentVolumeClaim", ns, claim_name)
+            if policy == "Retain":
+                assert left is not None, claim_name
+                assert left["metadata"]["labels"]["memory-operator.io/retained-from"] == "bk"
+                assert not left["metadata"].get("ownerReferences")
+            else:
+                assert left is None, claim_name
 
 
 def test_killed_operator_restarts_without_new_keys(cluster: Cluster) -> None:

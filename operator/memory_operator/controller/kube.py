@@ -200,14 +200,19 @@ class Kube:
                 return None
             raise
 
-    async def delete(self, resource: Resource, namespace: str | None, name: str) -> bool:
-        """Delete an object and, in the background, its dependents; `False` when it was already gone."""
+    async def delete(
+        self, resource: Resource, namespace: str | None, name: str, *, propagation: str = "Background"
+    ) -> bool:
+        """Delete an object and (`Background`) its dependents, or (`Orphan`) not them.
+
+        `False` when it was already gone.
+        """
         metrics.API_WRITES.labels(kind=resource.kind).inc()
         try:
             await self._run(
                 "DELETE",
                 resource.path(namespace, name),
-                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
             )
         except ApiException as error:
             if error.status == 404:

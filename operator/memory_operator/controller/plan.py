@@ -13,9 +13,12 @@ import base64
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from kubernetes.utils import parse_quantity
 
 HASH_ANNOTATION = "memory-operator.io/applied-hash"
 # Kinds the operator deletes when no longer rendered. PersistentVolumeClaims hold data and Secrets hold
@@ -140,3 +143,44 @@ def plan(desired: Sequence[Mapping[str, Any]], existing: Iterable[Mapping[str, A
             continue
         result.prune.append(ref)
     return result
+
+
+def claim_templates_changed(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+    """Whether a StatefulSet's volume claim templates differ from the live ones.
+
+    The API server refuses to change them in place: the StatefulSet must be recreated (its pods and
+    claims orphaned, then adopted again).
+    """
+    if live is None:
+        return False
+    wanted = desired.get("spec", {}).get("volumeClaimTemplates") or []
+    current = live.get("spec", {}).get("volumeClaimTemplates") or []
+    return not is_subset(wanted, current)
+
+
+def template_sizes(statefulset: Mapping[str, Any]) -> dict[str, str]:
+    """The storage request of each volume claim template, by template name."""
+    return {
+        t["metadata"]["name"]: t["spec"]["resources"]["requests"]["storage"]
+        for t in statefulset.get("spec", {}).get("volumeClaimTemplates") or []
+        if t.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+    }
+
+
+def claims_to_grow(
+    statefulset: Mapping[str, Any], claims: Iterable[Mapping[str, Any]]
+) -> list[tuple[str, str]]:
+    """(claim name, new size) of the StatefulSet's claims whose request is below their template's."""
+    sts_name = statefulset["metadata"]["name"]
+    sizes = template_sizes(statefulset)
+    result = []
+    for claim in claims:
+        name = claim["metadata"]["name"]
+        match = re.match(rf"^(.+)-{re.escape(sts_name)}-\d+$", name)
+        if match is None or match.group(1) not in sizes:
+            continue
+        wanted = sizes[match.group(1)]
+        current = claim.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+        if current is None or parse_quantity(current) < parse_quantity(wanted):
+            result.append((name, wanted))
+    return sorted(result)

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from memory_operator.api.policy import MemoryPolicy
@@ -39,6 +40,10 @@ from memory_operator.controller.settings import (
 from memory_operator.render import RenderSettings, names, render_store
 
 logger = logging.getLogger("memory_operator.controller")
+
+# Waiting for the garbage collector to orphan a StatefulSet's pods before applying it again.
+ORPHAN_DELETE_POLLS = 60
+ORPHAN_DELETE_POLL_SECONDS = 0.5
 
 # Kinds listed by the store's labels to find children to compare and to prune.
 LISTED_KINDS = sorted({kind for kind in plan.PRUNABLE_KINDS} | {"Secret", "PersistentVolumeClaim"})
@@ -186,6 +191,14 @@ class Reconciler:
         live = {plan.ObjectRef.of(obj): obj for obj in existing}
         for manifest in todo.apply:
             ref = plan.ObjectRef.of(manifest)
+            if manifest["kind"] == "StatefulSet" and plan.claim_templates_changed(manifest, live.get(ref)):
+                refused = await self._grow_claims(namespace, manifest, claims)
+                if refused is not None:
+                    return await self._fail(body, previous, [refused], None, generation, now)
+                await self._recreate_orphaning(namespace, ref.name, trigger)
+                live.pop(ref, None)
+        for manifest in todo.apply:
+            ref = plan.ObjectRef.of(manifest)
             logger.info(
                 "applying %s %s/%s",
                 manifest["kind"],
@@ -236,6 +249,41 @@ class Reconciler:
             if manifest["kind"] == kind:
                 return plan.ObjectRef.of(manifest)
         return plan.ObjectRef("", kind, "", "")
+
+    async def _grow_claims(
+        self, namespace: str, statefulset: Mapping[str, Any], claims: list[dict[str, Any]]
+    ) -> validation.Problem | None:
+        """Request the templates' new size on every existing claim; why not, if the cluster refuses."""
+        for claim_name, size in plan.claims_to_grow(statefulset, claims):
+            logger.info("expanding PersistentVolumeClaim %s/%s to %s", namespace, claim_name, size)
+            try:
+                await self.kube.patch(
+                    PVC, namespace, claim_name, {"spec": {"resources": {"requests": {"storage": size}}}}
+                )
+            except ApiException as error:
+                if error.status not in (403, 422):
+                    raise
+                return validation.Problem(
+                    "StorageExpansionRefused",
+                    f"PersistentVolumeClaim {claim_name} cannot grow to {size} ({error.reason}); its "
+                    "StorageClass must allow volume expansion (allowVolumeExpansion: true)",
+                )
+        return None
+
+    async def _recreate_orphaning(self, namespace: str, name: str, trigger: str) -> None:
+        """Delete a StatefulSet but not its pods, so that it can be applied again with new templates."""
+        logger.info(
+            "recreating StatefulSet %s/%s for its new volume claim templates (pods keep running)",
+            namespace,
+            name,
+            extra={"trigger": trigger},
+        )
+        await self.kube.delete(STATEFULSET, namespace, name, propagation="Orphan")
+        for _ in range(ORPHAN_DELETE_POLLS):
+            if await self.kube.get(STATEFULSET, namespace, name) is None:
+                return
+            await asyncio.sleep(ORPHAN_DELETE_POLL_SECONDS)
+        raise kopf.TemporaryError(f"StatefulSet {namespace}/{name} is still being deleted", delay=10)
 
     async def _vector_claims(
         self, namespace: str, statefulsets: list[dict[str, Any] | None]
