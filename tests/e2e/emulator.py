@@ -585,6 +585,19 @@ class World:
                 await self.delete(rt, key[2] or None, key[3], "Background")
 
 
+@dataclass
+class Hold:
+    """Write requests that wait, unanswered, until released: to stop a client in the middle of its work."""
+
+    method: str
+    path_contains: str
+    arrived: threading.Event
+    released: asyncio.Event
+
+    def matches(self, method: str, path: str) -> bool:
+        return method == self.method and self.path_contains in path
+
+
 class Emulator:
     """Serves a World on 127.0.0.1 from a thread of its own; counts write requests."""
 
@@ -597,6 +610,7 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         # Open watch streams: aiohttp does not end a handler whose client left, so stop() ends them.
         self._watches: set[asyncio.Task[Any]] = set()
+        self._holds: list[Hold] = []
         self.port = 0
 
     @property
@@ -646,6 +660,26 @@ class Emulator:
         assert self._runner is not None
         await self._runner.cleanup()
 
+    def hold(self, method: str, path_contains: str) -> Hold:
+        """Hold matching requests until `release(hold)`; `hold.arrived` is set when one comes."""
+        hold = Hold(method, path_contains, threading.Event(), asyncio.Event())
+        with self._lock:
+            self._holds.append(hold)
+        return hold
+
+    def release(self, hold: Hold) -> None:
+        with self._lock:
+            self._holds.remove(hold)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(hold.released.set)
+
+    async def _wait_if_held(self, request: web.Request) -> None:
+        with self._lock:
+            holds = [h for h in self._holds if h.matches(request.method, request.path)]
+        for hold in holds:
+            hold.arrived.set()
+            await hold.released.wait()
+
     def write_count(self, path_contains: str = "") -> int:
         with self._lock:
             return sum(1 for w in self.writes if path_contains in w.path)
@@ -675,6 +709,7 @@ class Emulator:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         try:
+            await self._wait_if_held(request)
             return await self._route(request)
         except ApiError as error:
             return web.json_response(error.body(), status=error.code)

@@ -32,7 +32,7 @@ from memory_operator.backup.main import memory_backup_body
 from memory_operator.backup.summary import fit
 from memory_operator.controller import outcomes
 from memory_operator.expire.summary import ExpirationSummary, RuleSummary
-from memory_operator.render import names
+from memory_operator.render import Credentials, RenderSettings, names, render_store
 
 pytestmark = pytest.mark.slow
 
@@ -84,12 +84,27 @@ def phase(cluster: Cluster, ns: str, name: str) -> str | None:
 def test_store_gets_children_owned_by_it_and_becomes_ready(cluster: Cluster) -> None:
     s = create_store(cluster, store("basic", "demo"))
     body = wait_for(lambda: cluster.client.get("MemoryStore", "basic", "demo"), "the store")
-    sts = wait_for(
-        lambda: cluster.client.get("StatefulSet", "basic", names.qdrant_statefulset_name(s)), "sts"
-    )
-    assert sts["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
-    assert sts["metadata"]["ownerReferences"][0]["controller"] is True
-    secret = wait_for(lambda: cluster.client.get("Secret", "basic", names.credentials_secret_name(s)), "keys")
+    s = model(body)
+    expected = {
+        (m["kind"], m["metadata"]["name"])
+        for m in render_store(s, (), RenderSettings(), Credentials.generate())
+    }
+    selector = "app.kubernetes.io/managed-by=memory-operator,memory-operator.io/store=demo"
+
+    def children() -> dict[tuple[str, str], dict[str, Any]]:
+        return {
+            (kind, o["metadata"]["name"]): o
+            for kind in sorted({kind for kind, _ in expected})
+            for o in cluster.client.list(kind, "basic", selector)
+        }
+
+    live = wait_for(lambda: (c := children()).keys() == expected and c, "every child")
+    for (kind, name), child in live.items():
+        refs = child["metadata"].get("ownerReferences") or []
+        assert [(r["kind"], r["name"], r["uid"], r.get("controller")) for r in refs] == [
+            ("MemoryStore", "demo", body["metadata"]["uid"], True)
+        ], f"{kind} {name}"
+    secret = live[("Secret", names.credentials_secret_name(s))]
     assert secret["data"]
     make_ready(cluster, s)
     wait_for(lambda: phase(cluster, "basic", "demo") == "Ready", "phase Ready")
@@ -97,19 +112,31 @@ def test_store_gets_children_owned_by_it_and_becomes_ready(cluster: Cluster) -> 
     assert condition(ready, "Ready")["status"] == "True"
     assert ready["status"]["credentialsSecret"] == names.credentials_secret_name(s)
     assert ready["status"]["endpoints"]["server"] == names.server_url(s)
+    assert ready["status"]["readyReplicas"] == "1/1"
     # Keys are never copied into status or Events.
     values = set(secret["data"].values())
     assert not any(v in str(ready["status"]) for v in values)
+    assert not any(v in str(cluster.client.list("Event", "basic")) for v in values)
+
+
+def reconciles(cluster: Cluster) -> float:
+    """Successful reconciles so far, from the operator's metrics."""
+    for line in cluster.operator.metrics().splitlines():
+        if line.startswith('memory_operator_reconciles_total{result="success"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def test_converged_store_costs_no_write(cluster: Cluster) -> None:
     s = create_store(cluster, store("quiet", "demo"))
     make_ready(cluster, s)
     wait_for(lambda: phase(cluster, "quiet", "demo") == "Ready", "phase Ready")
-    start = len(cluster.emulator.writes)
+    time.sleep(1)  # let the events of the last status write come back and be handled
+    start, before = len(cluster.emulator.writes), reconciles(cluster)
     time.sleep(7)  # two drift-repair periods of the operator
-    writes = [w for w in cluster.emulator.writes_since(start) if "/namespaces/quiet/" in w.path and w.changed]
+    writes = [w for w in cluster.emulator.writes_since(start) if "/namespaces/quiet/" in w.path]
     assert writes == []
+    assert reconciles(cluster) >= before + 2  # the store was reconciled meanwhile, and wrote nothing
 
 
 def test_deleted_child_is_restored(cluster: Cluster) -> None:
@@ -192,48 +219,133 @@ def test_missing_existing_secret(cluster: Cluster) -> None:
     )
 
 
+def test_immutable_collection_name_is_refused(cluster: Cluster) -> None:
+    s = create_store(cluster, store("immutable", "demo"))
+    wait_for(
+        lambda: (
+            "memory-operator.io/applied-immutable-spec"
+            in (
+                (cluster.client.get("MemoryStore", "immutable", "demo") or {})["metadata"].get("annotations")
+                or {}
+            )
+        ),
+        "the applied immutable fields remembered",
+    )
+    sts_before = cluster.client.get("StatefulSet", "immutable", names.qdrant_statefulset_name(s))
+    cluster.client.patch(
+        "MemoryStore", "immutable", "demo", {"spec": {"vectorStore": {"collection": {"name": "other"}}}}
+    )
+    wait_for(lambda: phase(cluster, "immutable", "demo") == "Failed", "phase Failed")
+    message = condition(cluster.client.get("MemoryStore", "immutable", "demo"), "Ready")["message"]
+    assert "ImmutableFieldChanged" in message and "spec.vectorStore.collection.name" in message
+    sts_after = cluster.client.get("StatefulSet", "immutable", names.qdrant_statefulset_name(s))
+    assert sts_after is not None and sts_before is not None
+    assert sts_after["metadata"]["resourceVersion"] == sts_before["metadata"]["resourceVersion"]
+    wait_for(
+        lambda: warning_events(cluster, "immutable", "MemoryStore", "demo", "ImmutableFieldChanged"),
+        "a Warning",
+    )
+    cluster.client.patch("MemoryStore", "immutable", "demo", {"spec": {"vectorStore": {"collection": None}}})
+    wait_for(lambda: phase(cluster, "immutable", "demo") not in (None, "Failed"), "the store applied again")
+
+
+def sts_replicas(cluster: Cluster, ns: str, s: MemoryStore) -> int | None:
+    sts = cluster.client.get("StatefulSet", ns, names.qdrant_statefulset_name(s))
+    return None if sts is None else int(sts["spec"]["replicas"])
+
+
+def observed(cluster: Cluster, ns: str, name: str) -> bool:
+    body = cluster.client.get("MemoryStore", ns, name) or {}
+    return (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]
+
+
 def test_paused_store(cluster: Cluster) -> None:
     create_store(cluster, store("pause", "demo", paused=True))
     wait_for(lambda: phase(cluster, "pause", "demo") == "Paused", "phase Paused")
     assert cluster.client.list("StatefulSet", "pause") == []
+    assert cluster.client.list("Secret", "pause") == []
+
+    s = create_store(cluster, store("pause", "annotated"))
+    wait_for(lambda: sts_replicas(cluster, "pause", s) == 1, "the StatefulSet")
+    cluster.client.patch(
+        "MemoryStore",
+        "pause",
+        "annotated",
+        {"metadata": {"annotations": {"memory-operator.io/paused": "true"}}},
+    )
+    wait_for(lambda: phase(cluster, "pause", "annotated") == "Paused", "phase Paused by annotation")
+    cluster.client.patch("MemoryStore", "pause", "annotated", {"spec": {"vectorStore": {"replicas": 3}}})
+    wait_for(lambda: observed(cluster, "pause", "annotated"), "the new generation seen while paused")
+    assert phase(cluster, "pause", "annotated") == "Paused"
+    assert sts_replicas(cluster, "pause", s) == 1
+    cluster.client.patch(
+        "MemoryStore",
+        "pause",
+        "annotated",
+        {"metadata": {"annotations": {"memory-operator.io/paused": None}}},
+    )
+    wait_for(lambda: sts_replicas(cluster, "pause", s) == 3, "3 replicas once resumed")
+
+
+def matched_stores(cluster: Cluster, ns: str, policy: str) -> list[str] | None:
+    body = cluster.client.get("MemoryPolicy", ns, policy)
+    return None if body is None else list((body.get("status") or {}).get("matchedStores") or [])
 
 
 def test_policy_cronjobs_follow_the_policy(cluster: Cluster) -> None:
     a = create_store(cluster, store("pol", "a", {"team": "x"}))
     b = create_store(cluster, store("pol", "b", {"team": "x"}))
+    spec = {
+        "selector": {"matchLabels": {"team": "x"}},
+        "schedule": "0 4 * * *",
+        "rules": [{"name": "old", "maxAge": "7d"}],
+    }
     cluster.client.create(
         {
             "apiVersion": "memory-operator.io/v1alpha1",
             "kind": "MemoryPolicy",
             "metadata": {"name": "ttl", "namespace": "pol"},
-            "spec": {
-                "selector": {"matchLabels": {"team": "x"}},
-                "schedule": "0 4 * * *",
-                "rules": [{"name": "old", "maxAge": "7d"}],
-            },
+            "spec": spec,
         }
     )
+
+    def cronjob(s: MemoryStore) -> dict[str, Any] | None:
+        return cluster.client.get("CronJob", "pol", names.expiration_cronjob_name(s, "ttl"))
+
+    def schedule(s: MemoryStore) -> str | None:
+        return (cronjob(s) or {}).get("spec", {}).get("schedule")
+
     for s in (a, b):
-        cj = wait_for(
-            lambda s=s: cluster.client.get("CronJob", "pol", names.expiration_cronjob_name(s, "ttl")),
-            "an expiration CronJob",
-        )
+        cj = wait_for(lambda s=s: cronjob(s), "an expiration CronJob")
         assert cj["spec"]["schedule"] == "0 4 * * *"
+        volumes = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
+        config_name = next(v["configMap"]["name"] for v in volumes if "configMap" in v)
+        config = cluster.client.get("ConfigMap", "pol", config_name)
+        assert config is not None
+        policy_json = json.loads(config["data"]["policy.json"])
+        assert policy_json["schedule"] == "0 4 * * *"
+        assert policy_json["rules"][0]["name"] == "old" and policy_json["rules"][0]["maxAge"] == "7d"
+    wait_for(lambda: matched_stores(cluster, "pol", "ttl") == ["a", "b"], "matchedStores a, b")
+
     cluster.client.patch("MemoryPolicy", "pol", "ttl", {"spec": {"schedule": "0 5 * * *"}})
-    wait_for(
-        lambda: (
-            (cluster.client.get("CronJob", "pol", names.expiration_cronjob_name(a, "ttl")) or {})
-            .get("spec", {})
-            .get("schedule")
-            == "0 5 * * *"
-        ),
-        "the new schedule",
-    )
+    for s in (a, b):
+        wait_for(lambda s=s: schedule(s) == "0 5 * * *", "the new schedule")
+
+    # A store relabelled away from the policy loses its CronJob and leaves matchedStores.
+    cluster.client.patch("MemoryStore", "pol", "b", {"metadata": {"labels": {"team": "z"}}})
+    wait_for(lambda: cronjob(b) is None, "b's CronJob pruned")
+    wait_for(lambda: matched_stores(cluster, "pol", "ttl") == ["a"], "matchedStores a")
+    assert cronjob(a) is not None
+
     cluster.client.patch("MemoryPolicy", "pol", "ttl", {"spec": {"selector": {"matchLabels": {"team": "y"}}}})
-    wait_for(
-        lambda: cluster.client.get("CronJob", "pol", names.expiration_cronjob_name(b, "ttl")) is None,
-        "the CronJob pruned",
-    )
+    wait_for(lambda: cronjob(a) is None, "a's CronJob pruned")
+    wait_for(lambda: matched_stores(cluster, "pol", "ttl") == [], "no matched store")
+
+    cluster.client.patch("MemoryPolicy", "pol", "ttl", {"spec": {"selector": {"matchLabels": {"team": "x"}}}})
+    wait_for(lambda: cronjob(a) is not None, "a's CronJob back")
+    cluster.client.delete("MemoryPolicy", "pol", "ttl")
+    wait_for(lambda: cronjob(a) is None, "a's CronJob gone with the policy")
+    assert [c for c in cluster.client.list("ConfigMap", "pol") if "ttl" in c["metadata"]["name"]] == []
 
 
 def test_deletion_retains_or_deletes_volumes(cluster: Cluster) -> None:
@@ -262,26 +374,30 @@ def test_deletion_retains_or_deletes_volumes(cluster: Cluster) -> None:
                 assert left is None, claim_name
 
 
-def test_killed_operator_restarts_without_new_keys(cluster: Cluster) -> None:
-    s = create_store(cluster, store("restart", "demo"))
-    secret = wait_for(
-        lambda: cluster.client.get("Secret", "restart", names.credentials_secret_name(s)), "keys"
-    )
-    cluster.operator.kill()
-    cluster.client.patch("MemoryStore", "restart", "demo", {"spec": {"vectorStore": {"replicas": 3}}})
+def test_operator_killed_mid_reconcile_converges_without_new_keys(cluster: Cluster) -> None:
+    ns = "restart"
+    # The reconcile stops, unanswered, at the StatefulSet: the Secret and Services are written by then.
+    held = cluster.emulator.hold("PATCH", f"/namespaces/{ns}/statefulsets/")
+    try:
+        s = create_store(cluster, store(ns, "demo"))
+        assert held.arrived.wait(30), "the reconcile never reached the StatefulSet"
+        secret = cluster.client.get("Secret", ns, names.credentials_secret_name(s))
+        assert secret is not None
+        cluster.operator.kill()
+    finally:
+        cluster.emulator.release(held)
+    cluster.client.patch("MemoryStore", ns, "demo", {"spec": {"vectorStore": {"replicas": 3}}})
     cluster.operator.start()
-    wait_for(
-        lambda: (
-            (cluster.client.get("StatefulSet", "restart", names.qdrant_statefulset_name(s)) or {})
-            .get("spec", {})
-            .get("replicas")
-            == 3
-        ),
-        "3 replicas",
-    )
-    again = cluster.client.get("Secret", "restart", names.credentials_secret_name(s))
+    wait_for(lambda: sts_replicas(cluster, ns, s) == 3, "3 replicas")
+    make_ready(cluster, s)
+    wait_for(lambda: phase(cluster, ns, "demo") == "Ready", "phase Ready")
+    again = cluster.client.get("Secret", ns, names.credentials_secret_name(s))
     assert again is not None and again["data"] == secret["data"]
-    assert len(cluster.client.list("StatefulSet", "restart")) == 1
+    assert again["metadata"]["uid"] == secret["metadata"]["uid"]
+    for kind in ("StatefulSet", "Deployment", "Secret", "Service"):
+        listed = [o["metadata"]["name"] for o in cluster.client.list(kind, ns)]
+        assert len(listed) == len(set(listed)) and listed, kind
+    assert len(cluster.client.list("StatefulSet", ns)) == 1
 
 
 def test_kubectl_apply_and_get_show_printer_columns(cluster: Cluster) -> None:
@@ -300,9 +416,13 @@ def test_kubectl_apply_and_get_show_printer_columns(cluster: Cluster) -> None:
         return done.stdout
 
     namespace = (yaml.safe_load(example.read_text())["metadata"].get("namespace")) or "default"
-    kubectl("apply", "-f", str(example))
+    kubectl("apply", "-f", str(example), "-n", namespace)
+    name = yaml.safe_load(example.read_text())["metadata"]["name"]
+    wait_for(lambda: phase(cluster, namespace, name) == "Provisioning", "the example store provisioning")
     out = kubectl("get", "memorystores", "-n", namespace)
-    assert out.split("\n")[0].split() == ["NAME", "READY", "PHASE", "REPLICAS", "AGE"]
+    header, row = out.splitlines()[:2]
+    assert header.split() == ["NAME", "READY", "PHASE", "REPLICAS", "AGE"]
+    assert row.split()[:4] == [name, "False", "Provisioning", "0/1"]
 
 
 def warning_events(cluster: Cluster, ns: str, kind: str, name: str, reason: str) -> list[dict[str, Any]]:

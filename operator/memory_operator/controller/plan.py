@@ -184,3 +184,9 @@ def claims_to_grow(
         if current is None or parse_quantity(current) < parse_quantity(wanted):
             result.append((name, wanted))
     return sorted(result)
+
+
+def with_member(names: Sequence[str], name: str, member: bool) -> list[str]:
+    """`names` (sorted) with `name` in it or not."""
+    result = set(names) | {name} if member else set(names) - {name}
+    return sorted(result)

@@ -46,7 +46,8 @@ ORPHAN_DELETE_POLLS = 60
 ORPHAN_DELETE_POLL_SECONDS = 0.5
 
 # Kinds listed by the store's labels to find children to compare and to prune.
-LISTED_KINDS = sorted({kind for kind in plan.PRUNABLE_KINDS} | {"Secret", "PersistentVolumeClaim"})
+# Jobs (the restore Job) are listed to be compared, never pruned.
+LISTED_KINDS = sorted({kind for kind in plan.PRUNABLE_KINDS} | {"Secret", "PersistentVolumeClaim", "Job"})
 
 
 def _listed_resources() -> list[Resource]:
@@ -168,7 +169,9 @@ class Reconciler:
         if resolution.problem is not None:
             problems.insert(0, resolution.problem)
 
-        policies = selecting_policies(store, await kube.list(POLICY, namespace))
+        all_policies = await kube.list(POLICY, namespace)
+        policies = selecting_policies(store, all_policies)
+        await self._refresh_policy_matches(name, all_policies, {p.metadata.name for p in policies})
         desired = [
             plan.stamped(plan.owned(manifest, body))
             for manifest in render_store(store, policies, self.render_settings, resolution.credentials)
@@ -249,6 +252,19 @@ class Reconciler:
             if manifest["kind"] == kind:
                 return plan.ObjectRef.of(manifest)
         return plan.ObjectRef("", kind, "", "")
+
+    async def _refresh_policy_matches(
+        self, store_name: str, policies: list[dict[str, Any]], selecting: set[str]
+    ) -> None:
+        """Keep each policy's `matchedStores` true of this store when the store's labels change."""
+        for policy in policies:
+            meta = policy["metadata"]
+            matched = list((policy.get("status") or {}).get("matchedStores") or [])
+            updated = plan.with_member(matched, store_name, meta["name"] in selecting)
+            if updated != matched and not meta.get("deletionTimestamp"):
+                await self.kube.patch_status(
+                    POLICY, meta["namespace"], meta["name"], {"matchedStores": updated}
+                )
 
     async def _grow_claims(
         self, namespace: str, statefulset: Mapping[str, Any], claims: list[dict[str, Any]]
@@ -375,6 +391,7 @@ class Reconciler:
                 for b in await self.kube.list(BACKUP, namespace)
                 if ((b.get("spec") or {}).get("storeRef") or {}).get("name") == name
             ]
+            await self._refresh_policy_matches(name, await self.kube.list(POLICY, namespace), set())
             for resource, objs in ((PVC, claims), (BACKUP, backups)):
                 for obj in objs:
                     obj_name = obj["metadata"]["name"]

@@ -42,15 +42,15 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
             f"selects {len(matched)} store(s)" + (" (suspended)" if policy.spec.suspend else ""),
             generation,
         )
+        # Only the fields this handler owns: `lastRuns` is written by the job results, concurrently.
         new = {
-            **previous,
             "matchedStores": matched,
             "observedGeneration": generation,
             "conditions": status.merge_conditions(
                 previous.get("conditions") or [], [ready], status.now_rfc3339()
             ),
         }
-        if status.changed(previous, new):
+        if status.changed({k: previous.get(k) for k in new}, new):
             await kube.patch_status(POLICY, namespace, name, new)
 
     @kopf.on.event(*POLICIES, registry=registry)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from typing import Any
 
 import kopf
@@ -18,6 +20,12 @@ def needs_finalizer(body: kopf.Body, **_: Any) -> bool:
     return bool((body.get("status") or {}).get("credentialsSecret"))
 
 
+def spread_delay(uid: str, period: float) -> float:
+    """A delay in [0, period) fixed by the object's uid, to spread many objects' timers over a period."""
+    fraction = int(hashlib.sha256(uid.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
+    return fraction * period
+
+
 def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     reconciler = context.reconciler
     resync = context.options.resync_seconds
@@ -29,10 +37,14 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         assert namespace
         await reconciler.reconcile(namespace, name, trigger=str(reason))
 
-    # Drift repair: children changed or deleted behind the operator's back come back.
+    # Drift repair: children changed or deleted behind the operator's back come back. After a restart
+    # every store's timer starts at once: the first run of each waits a share of the period of its own.
     @kopf.timer(*STORES, registry=registry, interval=resync, initial_delay=resync / 2, idle=None)
-    async def repair_drift(namespace: str | None, name: str, **_: Any) -> None:
+    async def repair_drift(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
         assert namespace
+        if not memo.get("drift_spread"):
+            memo["drift_spread"] = True
+            await asyncio.sleep(spread_delay(uid, resync / 2))
         await reconciler.reconcile_soon(namespace, name, trigger="timer")
 
     @kopf.on.delete(*STORES, registry=registry, when=needs_finalizer, retries=10, backoff=5, timeout=300)
