@@ -110,6 +110,11 @@ async def start_backup(kube: Kube, settings: RenderSettings, backup: Mapping[str
             },
         )
         return
+    running = await running_backup_jobs(kube, namespace, store_name)
+    others = [n for n in running if n != job["metadata"]["name"]]
+    if others:
+        # Like the schedule (concurrencyPolicy Forbid): one backup of a store at a time.
+        raise kopf.TemporaryError(f"waiting for backup Job {others[0]} of store {store_name}", delay=30)
     await kube.apply(plan.stamped(job))
     kopf.info(event_target(backup), reason="BackupStarted", message=f"started Job {job['metadata']['name']}")
     await kube.patch_status(
@@ -118,6 +123,12 @@ async def start_backup(kube: Kube, settings: RenderSettings, backup: Mapping[str
         name,
         {"phase": "Running", "startTime": status.now_rfc3339(), "observedGeneration": meta.get("generation")},
     )
+
+
+async def running_backup_jobs(kube: Kube, namespace: str, store: str) -> list[str]:
+    """Names of the store's backup Jobs that have not finished."""
+    jobs = await kube.list(JOB, namespace, f"{selector({STORE_LABEL: store})},{BACKUP_LABEL}")
+    return sorted(j["metadata"]["name"] for j in jobs if results.job_finished(j) is None)
 
 
 def _epoch(rfc3339: str) -> float:

@@ -10,15 +10,18 @@ from memory_operator.api.common import GROUP, VERSION
 from memory_operator.controller import outcomes
 from memory_operator.controller.handlers import Context
 from memory_operator.controller.settings import BACKUP_LABEL, POLICY_LABEL
+from memory_operator.render.backup import BACKUP_ACTIVE_DEADLINE_SECONDS
 
 BACKUPS = (GROUP, VERSION, "memorybackups")
+WAIT_FOR_OTHER_BACKUP_SECONDS = BACKUP_ACTIVE_DEADLINE_SECONDS + 600
 
 
 def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     kube, reconciler = context.kube, context.reconciler
 
-    @kopf.on.resume(*BACKUPS, registry=registry, retries=5, backoff=10, timeout=300)
-    @kopf.on.create(*BACKUPS, registry=registry, retries=5, backoff=10, timeout=300)
+    # A backup waits while another of its store runs (up to that one's deadline), then gives up.
+    @kopf.on.resume(*BACKUPS, registry=registry, backoff=10, timeout=WAIT_FOR_OTHER_BACKUP_SECONDS)
+    @kopf.on.create(*BACKUPS, registry=registry, backoff=10, timeout=WAIT_FOR_OTHER_BACKUP_SECONDS)
     async def run_backup(body: kopf.Body, **_: Any) -> None:
         await outcomes.start_backup(kube, context.render_settings, dict(body))
 
