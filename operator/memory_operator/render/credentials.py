@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from memory_operator.api.store import MemoryStore
 from memory_operator.render import meta, names
@@ -18,9 +18,10 @@ KEY_BYTES = 32
 class Credentials:
     """The keys a store runs with. The controller generates them once and never regenerates them."""
 
-    api_key: str
-    read_only_api_key: str
-    qdrant_api_key: str
+    # Never in a repr: a logged object must not leak keys.
+    api_key: str = field(repr=False)
+    read_only_api_key: str = field(repr=False)
+    qdrant_api_key: str = field(repr=False)
 
     @classmethod
     def generate(cls) -> Credentials:
