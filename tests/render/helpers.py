@@ -14,6 +14,15 @@ CREDENTIALS = Credentials(api_key="rw-5ecret", read_only_api_key="ro-5ecret", qd
 SETTINGS = RenderSettings(operator_namespace="memory-operator")
 
 OPENAI = {"name": "openai", "key": "api-key"}
+SERVER_CONFIG = {
+    "categories": [
+        {"name": "incident", "description": "Outages and their causes", "expiration": "90d"},
+        {"name": "temporary", "expiration": "7d"},
+        {"name": "service-dependency", "expiration": "never"},
+    ],
+    "customInstructions": "Only keep facts about services and incidents.",
+    "defaultExpiration": {"session": "2w"},
+}
 
 # name -> spec: one per optional feature, plus everything together.
 REPRESENTATIVE_SPECS: dict[str, dict[str, Any]] = {
@@ -74,12 +83,14 @@ REPRESENTATIVE_SPECS: dict[str, dict[str, Any]] = {
         "backup": {"destination": {"s3": {"bucket": "memories", "credentialsSecret": "s3-keys"}}},
     },
     "restore-without-destination": {"bootstrap": {"fromBackup": {"name": "nightly-1"}}},
+    "server-config": {"server": {"config": SERVER_CONFIG}},
     "everything": {
         "vectorStore": {"replicas": 5, "collection": {"replicationFactor": 3, "onDisk": True}},
         "server": {
             "replicas": 3,
             "image": "registry.example/memory:1",
             "llm": {"provider": "openai", "model": "gpt-4.1-mini", "apiKeySecretRef": OPENAI},
+            "config": SERVER_CONFIG,
         },
         "auth": {"existingSecret": "my-keys"},
         "backup": {"destination": {"pvc": {}}},

@@ -102,6 +102,46 @@ class EmbedderSpec(ModelProviderSpec):
     model_config = ConfigDict(json_schema_extra=immutable("dims"))
 
 
+# Same grammar as the server's config file (`memory_operator.server.config`): whole days or weeks, or
+# `never` (mem0 stores the expiration as a date).
+EXPIRATION_PATTERN = r"^([1-9][0-9]*[dw]|never)$"
+Expiration = Annotated[str, Field(pattern=EXPIRATION_PATTERN, max_length=16)]
+
+
+class CategorySpec(ApiModel):
+    """A custom category of memories."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Category name, e.g. `incident`; the language model files memories under it."""
+    description: str | None = Field(default=None, max_length=1024)
+    """What belongs in the category, given to the language model when it categorises memories."""
+    expiration: Expiration | None = None
+    """Default lifetime of a new memory in this category: days or weeks (`90d`, `2w`) or `never`."""
+
+
+class ServerConfigSpec(ApiModel):
+    """Custom categories, instructions and default expirations of the builtin server.
+
+    Rendered as the server's YAML config file (ConfigMap `<store>-server-config`); a change rolls the
+    server pods. The `openmemory` flavor ignores it.
+    """
+
+    categories: list[CategorySpec] = Field(default_factory=list, max_length=256)
+    """Custom categories, each with an optional description and default expiration."""
+    custom_instructions: str | None = Field(default=None, max_length=16384)
+    """Instructions for the language model on which facts to keep and how to phrase them."""
+    default_expiration: dict[str, Expiration] = Field(default_factory=dict, max_length=256)
+    """Default expiration by category name (`90d`, `2w` or `never`), added to or overriding the built-in
+    table (`incident: 90d`, `temporary: 7d`, `permanent: never`); a category's own `expiration` wins."""
+
+    @model_validator(mode="after")
+    def _unique_categories(self) -> ServerConfigSpec:
+        names = [c.name for c in self.categories]
+        if len(names) != len(set(names)):
+            raise ValueError("category names must be unique")
+        return self
+
+
 class ServerSpec(ApiModel):
     """The memory API server agents talk to."""
 
@@ -128,6 +168,9 @@ class ServerSpec(ApiModel):
     """Compute resources of each server pod."""
     user: str = Field(default="default", min_length=1, max_length=253)
     """Default user id of the `openmemory` flavor (its `USER` variable)."""
+    config: ServerConfigSpec | None = None
+    """Custom categories, instructions and default expirations of the `builtin` flavor (its config file);
+    the `openmemory` flavor ignores it."""
 
     @model_validator(mode="after")
     def _openmemory_is_single_replica(self) -> ServerSpec:
@@ -316,7 +359,10 @@ class MemoryStoreStatus(ApiModel):
     last_expiration: LastExpiration | None = None
     """The newest expiration run."""
     memory_count: int | None = None
-    """Memories in the collection at the last count."""
+    """Memories (points) in the collection at the last count; counted while Qdrant is ready."""
+    restored_from: str | None = None
+    """The MemoryBackup the store's data was restored from (`spec.bootstrap.fromBackup`); once set, the
+    restore never runs again."""
 
 
 class MemoryStore(ApiModel):

@@ -16,6 +16,8 @@ PART_OF = "memory-operator"
 MANAGED_BY = "memory-operator"
 STORE_LABEL = "memory-operator.io/store"
 POLICY_LABEL = "memory-operator.io/policy"
+# On the restore Job: the MemoryBackup it restores (the controller watches Jobs carrying it).
+RESTORE_LABEL = "memory-operator.io/restore-from"
 # Pod template annotation with a digest of the ConfigMap data the pods read: a change rolls the pods.
 CONFIG_CHECKSUM_ANNOTATION = "memory-operator.io/config-checksum"
 

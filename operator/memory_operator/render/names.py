@@ -106,6 +106,11 @@ def backup_claim_name(store: MemoryStore) -> str:
     return _child(store, "backups")
 
 
+def server_config_name(store: MemoryStore) -> str:
+    """The ConfigMap of the builtin server's config file (`spec.server.config`)."""
+    return _child(store, "server-config")
+
+
 def restore_job_name(store: MemoryStore) -> str:
     return _child(store, "restore")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
+
+import yaml
 
 from memory_operator import env, images
 from memory_operator.api.store import MemoryStore, ModelProviderSpec
@@ -14,6 +17,8 @@ from memory_operator.render.meta import Manifest
 HOME_DIR = env.SCRATCH_DIR
 MEM0_DIR = f"{env.SCRATCH_DIR}/mem0"
 HF_HOME = f"{env.SCRATCH_DIR}/huggingface"
+CONFIG_VOLUME = "config"
+CONFIG_KEY = posixpath.basename(env.SERVER_CONFIG_PATH)
 
 
 def pod_labels(store: MemoryStore) -> dict[str, str]:
@@ -79,8 +84,29 @@ def model_env(store: MemoryStore) -> list[dict[str, Any]]:
     return variables
 
 
+def config_file(store: MemoryStore) -> str | None:
+    """The server's YAML config file (the format `memory_operator.server.config` reads); None if unset."""
+    config = store.spec.server.config
+    if config is None:
+        return None
+    # Sorted keys: the same spec always gives the same bytes, hence the same checksum.
+    return yaml.safe_dump(config.wire(), sort_keys=True, allow_unicode=True)
+
+
+def config_map(store: MemoryStore) -> Manifest | None:
+    content = config_file(store)
+    if content is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta.metadata(store, names.server_config_name(store), meta.SERVER, meta.SERVER_COMPONENT),
+        "data": {CONFIG_KEY: content},
+    }
+
+
 def _env(store: MemoryStore) -> list[dict[str, Any]]:
-    return [
+    variables = [
         *qdrant_env(store),
         *client_key_env(store),
         *model_env(store),
@@ -90,10 +116,19 @@ def _env(store: MemoryStore) -> list[dict[str, Any]]:
         meta.env_value("MEM0_TELEMETRY", "false"),
         meta.env_value("PYTHONDONTWRITEBYTECODE", "1"),
     ]
+    if store.spec.server.config is not None:
+        variables.append(meta.env_value(env.SERVER_CONFIG_FILE, env.SERVER_CONFIG_PATH))
+    return variables
 
 
 def _container(store: MemoryStore) -> dict[str, Any]:
     server = store.spec.server
+    mounts: list[dict[str, Any]] = [
+        {"name": "scratch", "mountPath": env.SCRATCH_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if server.config is not None:
+        mounts.append({"name": CONFIG_VOLUME, "mountPath": env.CONFIG_DIR, "readOnly": True})
     return {
         "name": "server",
         "image": server.image or images.DEFAULT_BUILTIN_SERVER_IMAGE,
@@ -114,16 +149,29 @@ def _container(store: MemoryStore) -> dict[str, Any]:
         "readinessProbe": meta.http_probe(
             "/readyz", "http", periodSeconds=5, timeoutSeconds=3, failureThreshold=3
         ),
-        "volumeMounts": [
-            {"name": "scratch", "mountPath": env.SCRATCH_DIR},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": mounts,
         "securityContext": meta.container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 
+def _pod_metadata(store: MemoryStore, config: Manifest | None) -> dict[str, Any]:
+    result: dict[str, Any] = {"labels": pod_labels(store)}
+    if config is not None:
+        # A config change must roll the pods: they read the file once, at start.
+        result["annotations"] = {meta.CONFIG_CHECKSUM_ANNOTATION: meta.checksum(config["data"])}
+    return result
+
+
+def _volumes(config: Manifest | None) -> list[dict[str, Any]]:
+    volumes = [meta.empty_dir("scratch", "2Gi"), meta.empty_dir("tmp", "1Gi")]
+    if config is not None:
+        volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": config["metadata"]["name"]}})
+    return volumes
+
+
 def deployment(store: MemoryStore) -> Manifest:
+    config = config_map(store)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -136,13 +184,13 @@ def deployment(store: MemoryStore) -> Manifest:
             # Stateless: start the new pod before stopping an old one.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": pod_labels(store)},
+                "metadata": _pod_metadata(store, config),
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": meta.pod_security_context(meta.OPERATOR_UID),
                     "containers": [_container(store)],
-                    "volumes": [meta.empty_dir("scratch", "2Gi"), meta.empty_dir("tmp", "1Gi")],
+                    "volumes": _volumes(config),
                 },
             },
         },
@@ -165,4 +213,5 @@ def service(store: MemoryStore) -> Manifest:
 
 
 def render(store: MemoryStore) -> list[Manifest]:
-    return [service(store), deployment(store)]
+    config = config_map(store)
+    return [*([config] if config is not None else []), service(store), deployment(store)]
