@@ -533,6 +533,8 @@ def test_openmemory_expiration_goes_through_the_server() -> None:
         "spec"
     ]["template"]["spec"]["containers"][0]
     assert env_of(container)[env.SERVER_FLAVOR] == "openmemory"
+    # OpenMemory keeps its memories in a collection of its own name, whatever the spec says.
+    assert env_of(container)[env.COLLECTION] == "openmemory"
 
 
 # --- backup and restore --------------------------------------------------------------------------

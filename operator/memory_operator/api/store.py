@@ -51,7 +51,8 @@ class CollectionSpec(ApiModel):
     model_config = ConfigDict(json_schema_extra=immutable("name"))
 
     name: str = Field(default="memories", pattern=r"^[a-zA-Z0-9_-]{1,255}$")
-    """Collection name. Immutable: renaming would orphan every memory."""
+    """Collection name. Immutable: renaming would orphan every memory. The `openmemory` flavor ignores it
+    and always uses `openmemory`, the name upstream hard-codes."""
     on_disk: bool = False
     """Keep vectors on disk (memory-mapped) instead of in RAM."""
     replication_factor: int = Field(default=1, ge=1, le=16)

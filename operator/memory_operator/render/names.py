@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from memory_operator import env
-from memory_operator.api.store import MemoryStore
+from memory_operator.api.store import MemoryStore, ServerFlavor
 
 # Most object names (and Service names, which become DNS labels).
 MAX_NAME = 63
@@ -80,6 +80,17 @@ def server_network_policy_name(store: MemoryStore) -> str:
 
 def server_disruption_budget_name(store: MemoryStore) -> str:
     return _child(store, "server")
+
+
+# OpenMemory hard-codes its collection name and has no setting for it.
+OPENMEMORY_COLLECTION = "openmemory"
+
+
+def memory_collection(store: MemoryStore) -> str:
+    """The Qdrant collection the store's server keeps its memories in."""
+    if store.spec.server.flavor == ServerFlavor.openmemory:
+        return OPENMEMORY_COLLECTION
+    return store.spec.vector_store.collection.name
 
 
 def openmemory_data_claim_name(store: MemoryStore) -> str:

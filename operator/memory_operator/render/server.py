@@ -47,7 +47,7 @@ def qdrant_env(store: MemoryStore) -> list[dict[str, Any]]:
     return [
         meta.env_value(env.QDRANT_URL, names.qdrant_url(store)),
         meta.env_secret(env.QDRANT_API_KEY, names.qdrant_secret_name(store), QDRANT_KEY),
-        meta.env_value(env.COLLECTION, store.spec.vector_store.collection.name),
+        meta.env_value(env.COLLECTION, names.memory_collection(store)),
     ]
 
 
