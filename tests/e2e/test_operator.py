@@ -561,3 +561,104 @@ def test_scheduled_and_manual_backups_run_and_report(cluster: Cluster) -> None:
     assert condition(body, "LastBackupSucceeded")["status"] == "False"
     assert body is not None and body["status"]["lastBackup"]["name"] == "by-hand"
     wait_for(lambda: warning_events(cluster, ns, "MemoryBackup", "by-hand", "BackupFailed"), "a Warning")
+
+
+def completed_backup(cluster: Cluster, ns: str, source: str, backup_name: str) -> None:
+    """A MemoryBackup of store `source` taken the way the operator takes one, then Completed."""
+    create_store(cluster, store(ns, source, backup={"destination": {"pvc": {"size": "1Gi"}}}))
+    cluster.client.create(memory_backup_body(ns, source, backup_name))
+    job_name = outcomes.backup_job_name(backup_name)
+    wait_for(lambda: cluster.client.get("Job", ns, job_name), "the backup Job")
+    summary = MemoryBackupStatus(
+        phase="Completed",
+        location=f"pvc://{source}-backups/{backup_name}/",
+        snapshots=[CollectionSnapshot(collection="memories", name="memories-1.snapshot", size_bytes=10)],
+    ).wire()
+    cluster.kubelet.finish_job(ns, job_name, summary)
+    wait_for(lambda: backup_phase(cluster, ns, backup_name) == "Completed", "the backup Completed")
+
+
+def server_replicas(cluster: Cluster, ns: str, s: MemoryStore) -> int | None:
+    deployment = cluster.client.get("Deployment", ns, names.server_deployment_name(s))
+    return None if deployment is None else int(deployment["spec"]["replicas"])
+
+
+def test_restore_runs_before_the_server_and_only_once(cluster: Cluster) -> None:
+    ns = "restore"
+    completed_backup(cluster, ns, "src", "src-1")
+    s = create_store(cluster, store(ns, "dst", bootstrap={"fromBackup": {"name": "src-1"}}))
+    job_name = names.restore_job_name(s)
+    job = wait_for(lambda: cluster.client.get("Job", ns, job_name), "the restore Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == ["--backup", "src-1"]
+    # The server is there but runs nothing while the restore runs, even with Qdrant ready.
+    assert wait_for(lambda: server_replicas(cluster, ns, s) == 0, "a held server")
+    cluster.kubelet.ready("StatefulSet", ns, names.qdrant_statefulset_name(s))
+    cluster.kubelet.ready("Deployment", ns, names.server_deployment_name(s))
+    held = wait_for(
+        lambda: (
+            (b := cluster.client.get("MemoryStore", ns, "dst"))
+            and condition(b, "Restored").get("reason") == "RestoreRunning"
+            and condition(b, "VectorStoreReady").get("status") == "True"
+            and b
+        ),
+        "RestoreRunning",
+    )
+    assert held["status"]["phase"] == "Provisioning"
+    assert condition(held, "Ready")["reason"] == "RestoreRunning"
+    assert "restoredFrom" not in held["status"]
+
+    cluster.kubelet.finish_job(ns, job_name, {"phase": "Completed", "restored": ["memories"]})
+    wait_for(lambda: server_replicas(cluster, ns, s) == 1, "the server released")
+    cluster.kubelet.ready("Deployment", ns, names.server_deployment_name(s))
+    wait_for(lambda: phase(cluster, ns, "dst") == "Ready", "phase Ready")
+    ready = cluster.client.get("MemoryStore", ns, "dst")
+    assert ready is not None and ready["status"]["restoredFrom"] == "src-1"
+    assert condition(ready, "Restored")["status"] == "True"
+
+    # Deleting the finished Job never restores again on top of live data.
+    assert cluster.client.delete("Job", ns, job_name) == 200
+    # A spec change after the deletion: once it is observed, a whole reconcile has seen no Job.
+    patched = cluster.client.patch("MemoryStore", ns, "dst", {"spec": {"server": {"replicas": 2}}})
+    generation = patched["metadata"]["generation"]
+    wait_for(lambda: server_replicas(cluster, ns, s) == 2, "the new replica count")
+    wait_for(
+        lambda: (
+            (cluster.client.get("MemoryStore", ns, "dst") or {})["status"].get("observedGeneration")
+            == generation
+        ),
+        "the new generation observed",
+    )
+    assert cluster.client.get("Job", ns, job_name) is None
+    assert condition(cluster.client.get("MemoryStore", ns, "dst"), "Restored")["status"] == "True"
+
+
+def test_failed_restore_fails_the_store_and_keeps_the_server_stopped(cluster: Cluster) -> None:
+    ns = "restore-fail"
+    completed_backup(cluster, ns, "src", "src-1")
+    s = create_store(cluster, store(ns, "bad", bootstrap={"fromBackup": {"name": "src-1"}}))
+    job_name = names.restore_job_name(s)
+    wait_for(lambda: cluster.client.get("Job", ns, job_name), "the restore Job")
+    cluster.kubelet.finish_job(
+        ns, job_name, {"phase": "Failed", "error": "snapshot checksum mismatch"}, succeeded=False
+    )
+    wait_for(lambda: phase(cluster, ns, "bad") == "Failed", "phase Failed")
+    failed = cluster.client.get("MemoryStore", ns, "bad")
+    restored = condition(failed, "Restored")
+    assert (restored["status"], restored["reason"]) == ("False", "RestoreFailed")
+    assert "snapshot checksum mismatch" in restored["message"]
+    events = wait_for(lambda: warning_events(cluster, ns, "MemoryStore", "bad", "RestoreFailed"), "a Warning")
+    assert "snapshot checksum mismatch" in events[0]["message"]
+    assert server_replicas(cluster, ns, s) == 0
+    assert "restoredFrom" not in (failed or {})["status"]
+
+
+def test_restore_from_a_missing_backup_runs_no_job(cluster: Cluster) -> None:
+    ns = "restore-missing"
+    s = create_store(cluster, store(ns, "orphan", bootstrap={"fromBackup": {"name": "nowhere"}}))
+    wait_for(lambda: phase(cluster, ns, "orphan") == "Failed", "phase Failed")
+    body = cluster.client.get("MemoryStore", ns, "orphan")
+    assert condition(body, "Restored")["reason"] == "BackupNotFound"
+    assert "nowhere" in condition(body, "Ready")["message"]
+    wait_for(lambda: warning_events(cluster, ns, "MemoryStore", "orphan", "BackupNotFound"), "a Warning")
+    assert cluster.client.get("Job", ns, names.restore_job_name(s)) is None
+    assert server_replicas(cluster, ns, s) == 0

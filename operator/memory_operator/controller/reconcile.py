@@ -17,9 +17,11 @@ from pydantic import ValidationError
 
 from memory_operator.api.policy import MemoryPolicy
 from memory_operator.api.store import DeletionPolicy, MemoryStore
-from memory_operator.controller import credentials, metrics, plan, status, validation
+from memory_operator.controller import bootstrap, credentials, metrics, plan, results, status, validation
 from memory_operator.controller.kube import (
     BACKUP,
+    JOB,
+    POD,
     POLICY,
     PVC,
     RESOURCES,
@@ -172,10 +174,9 @@ class Reconciler:
         all_policies = await kube.list(POLICY, namespace)
         policies = selecting_policies(store, all_policies)
         await self._refresh_policy_matches(name, all_policies, {p.metadata.name for p in policies})
-        desired = [
-            plan.stamped(plan.owned(manifest, body))
-            for manifest in render_store(store, policies, self.render_settings, resolution.credentials)
-        ]
+        restore = await self._bootstrap(store, previous, generation)
+        rendered = render_store(store, policies, self.render_settings, resolution.credentials)
+        desired = [plan.stamped(plan.owned(m, body)) for m in bootstrap.shape(rendered, restore)]
         live_sts = await kube.get(STATEFULSET, namespace, names.qdrant_statefulset_name(store))
         claims = await self._vector_claims(namespace, [live_sts, *self._statefulsets(desired)])
         problems += validation.check_spec(
@@ -238,9 +239,56 @@ class Reconciler:
             },
             expiration=status.expiration_condition(active, generation),
             now=now,
+            held=restore.held,
+            extra=[restore.condition] if restore.condition else [],
         )
+        if restore.restored_from is not None:
+            new["restoredFrom"] = restore.restored_from
+        self._announce_restore(body, previous, restore)
         await self._write_status(namespace, name, previous, new)
         return str(new["phase"])
+
+    async def _bootstrap(
+        self, store: MemoryStore, previous: Mapping[str, Any], generation: int | None
+    ) -> bootstrap.Bootstrap:
+        """Read what the restore decision needs: nothing once the store was restored."""
+        source = store.spec.bootstrap.from_backup if store.spec.bootstrap else None
+        restored_from = previous.get("restoredFrom")
+        backup = job = None
+        job_error = None
+        if source is not None and restored_from != source.name:
+            namespace = store.metadata.namespace
+            backup = await self.kube.get(BACKUP, namespace, source.name)
+            job_name = names.restore_job_name(store)
+            job = await self.kube.get(JOB, namespace, job_name)
+            if job is not None and results.job_finished(job) is False:
+                pods = await self.kube.list(POD, namespace, selector({"job-name": job_name}))
+                message = results.termination_message(pods) or {}
+                job_error = str(message["error"])[: results.MAX_ERROR] if message.get("error") else None
+        return bootstrap.decide(
+            store,
+            restored_from=restored_from,
+            backup=backup,
+            job=job,
+            job_error=job_error,
+            generation=generation,
+        )
+
+    @staticmethod
+    def _announce_restore(
+        body: Mapping[str, Any], previous: Mapping[str, Any], restore: bootstrap.Bootstrap
+    ) -> None:
+        """One Event per new restore outcome (the condition's message changed)."""
+        if restore.condition is None:
+            return
+        old = {c["type"]: c for c in previous.get("conditions") or []}.get(bootstrap.CONDITION, {})
+        if old.get("message") == restore.condition["message"]:
+            return
+        reason, message = restore.condition["reason"], restore.condition["message"]
+        if restore.warning:
+            kopf.warn(event_target(body), reason=reason, message=message)
+        elif restore.just_restored:
+            kopf.info(event_target(body), reason=reason, message=message)
 
     @staticmethod
     def _statefulsets(desired: list[dict[str, Any]]) -> list[dict[str, Any]]:

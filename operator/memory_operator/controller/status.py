@@ -41,6 +41,16 @@ def merge_conditions(
 
 
 @dataclass(frozen=True)
+class Held:
+    """The memory server is kept from serving on purpose (e.g. until a restore has succeeded)."""
+
+    phase: str
+    """The store's phase meanwhile: `Provisioning`, or `Failed` when it cannot go on by itself."""
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Workload:
     """Readiness of a StatefulSet or Deployment, read from its own status."""
 
@@ -140,12 +150,21 @@ def observed_status(
     endpoints: Mapping[str, str],
     expiration: Condition | None,
     now: str,
+    held: Held | None = None,
+    extra: Sequence[Condition] = (),
 ) -> dict[str, Any]:
-    """Status of a store whose children were applied: phase and conditions from the workloads' status."""
+    """Status of a store whose children were applied: phase and conditions from the workloads' status.
+
+    A `held` server runs no replicas by the operator's choice: the store is not ready, for that reason.
+    """
     vector = workload(statefulset, "Qdrant", qdrant_replicas)
     server = workload(deployment, "memory server", server_replicas)
-    phase = phase_of(vector, server, previous.get("phase"))
-    if phase == "Ready":
+    if held is not None:
+        server = Workload(server.present, server_replicas, 0, False, held.reason, held.message)
+    phase = held.phase if held is not None else phase_of(vector, server, previous.get("phase"))
+    if held is not None:
+        ready = condition("Ready", False, held.reason, held.message, generation)
+    elif phase == "Ready":
         ready = condition("Ready", True, "Ready", "Qdrant and the memory server are ready", generation)
     else:
         waiting = [f"{w.message}" for w in (vector, server) if not w.ok]
@@ -160,6 +179,7 @@ def observed_status(
     ]
     if expiration is not None:
         updates.append(expiration)
+    updates += extra
     status = dict(previous)
     status.update(
         phase=phase,

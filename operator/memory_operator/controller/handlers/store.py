@@ -10,9 +10,12 @@ import kopf
 
 from memory_operator.api.common import GROUP, VERSION
 from memory_operator.controller.handlers import Context
+from memory_operator.controller.kube import STORE
 from memory_operator.controller.settings import MANAGED_BY, STORE_LABEL
+from memory_operator.render.meta import RESTORE_LABEL
 
 STORES = (GROUP, VERSION, "memorystores")
+BACKUPS = (GROUP, VERSION, "memorybackups")
 
 
 def needs_finalizer(body: kopf.Body, **_: Any) -> bool:
@@ -61,3 +64,22 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     async def workload_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
         assert namespace
         await reconciler.reconcile_soon(namespace, labels[STORE_LABEL], trigger="child")
+
+    # The server waits for the restore Job: its end (or its deletion, to retry) decides what comes next.
+    @kopf.on.event(
+        "batch", "v1", "jobs", registry=registry, id="restore-job", labels={RESTORE_LABEL: kopf.PRESENT}
+    )
+    async def restore_job_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        assert namespace
+        if labels.get(STORE_LABEL):
+            await reconciler.reconcile_soon(namespace, labels[STORE_LABEL], trigger="child")
+
+    # A store waiting to restore from a backup starts when that backup completes.
+    @kopf.on.event(*BACKUPS, registry=registry, id="restore-source")
+    async def backup_changed(namespace: str | None, name: str, **_: Any) -> None:
+        assert namespace
+        for store in await context.kube.list(STORE, namespace):
+            spec, status = store.get("spec") or {}, store.get("status") or {}
+            source = ((spec.get("bootstrap") or {}).get("fromBackup") or {}).get("name")
+            if source == name and status.get("restoredFrom") != name:
+                await reconciler.reconcile_soon(namespace, store["metadata"]["name"], trigger="backup")
