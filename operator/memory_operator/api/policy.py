@@ -23,7 +23,8 @@ Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=16)]
 
 
 class RuleMatch(ApiModel):
-    """Which memories a rule applies to; every given field must match, and an empty match is every memory."""
+    """Which memories a rule applies to; every given field must match, and an empty match is every memory.
+    A value of `*` matches any memory that has the field at all, e.g. `runId: "*"` for session memories."""
 
     metadata: dict[str, str] = Field(default_factory=dict)
     """Metadata fields and the values they must have, e.g. `{type: incident}`."""
@@ -32,7 +33,7 @@ class RuleMatch(ApiModel):
     agent_id: str | None = Field(default=None, max_length=253)
     """Only memories of this agent."""
     run_id: str | None = Field(default=None, max_length=253)
-    """Only memories of this run (session)."""
+    """Only memories of this run (session); `*` for every memory written in a run."""
     categories: list[str] = Field(default_factory=list, max_length=64)
     """Only memories in any of these categories."""
 
