@@ -260,14 +260,26 @@ class Kubelet:
 class OperatorProcess:
     """`memory-operator run` as a subprocess against the emulator."""
 
-    def __init__(self, kubeconfig: Path, log: Path, resync_seconds: float = 3.0) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log: Path,
+        resync_seconds: float = 3.0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.kubeconfig, self.log_path, self.resync = kubeconfig, log, resync_seconds
+        self.extra_env = dict(extra_env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.liveness_port = self.metrics_port = 0
 
     def start(self) -> OperatorProcess:
         self.liveness_port, self.metrics_port = free_port(), free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
         env.pop("KUBERNETES_SERVICE_HOST", None)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -15,6 +15,7 @@ import yaml
 pytest.importorskip("memory_operator.render", reason="the renderers are not installed")
 
 from e2e.emulator import Emulator
+from e2e.fake_count import FakeCount
 from e2e.harness import (
     KUBECTL,
     ROOT,
@@ -31,6 +32,7 @@ from memory_operator.api.store import MemoryStore
 from memory_operator.backup.main import memory_backup_body
 from memory_operator.backup.summary import fit
 from memory_operator.controller import outcomes
+from memory_operator.controller.counting import QDRANT_URL_TEMPLATE_ENV
 from memory_operator.expire.summary import ExpirationSummary, RuleSummary
 from memory_operator.render import Credentials, RenderSettings, names, render_store
 
@@ -38,9 +40,12 @@ pytestmark = pytest.mark.slow
 
 
 class Cluster:
-    def __init__(self, emulator: Emulator, client: Client, operator: OperatorProcess, tmp: Path) -> None:
+    def __init__(
+        self, emulator: Emulator, client: Client, operator: OperatorProcess, tmp: Path, qdrant: FakeCount
+    ) -> None:
         self.emulator, self.client, self.operator, self.tmp = emulator, client, operator, tmp
         self.kubelet = Kubelet(client)
+        self.qdrant = qdrant
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +54,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     emulator, client = start_emulator()
     kubeconfig = tmp / "kubeconfig"
     kubeconfig.write_text(emulator.kubeconfig())
-    operator = OperatorProcess(kubeconfig, tmp / "operator.log", resync_seconds=3).start()
+    # Qdrant's count endpoint, for every store, where the operator can reach it.
+    qdrant = FakeCount().start()
+    operator = OperatorProcess(
+        kubeconfig,
+        tmp / "operator.log",
+        resync_seconds=3,
+        extra_env={QDRANT_URL_TEMPLATE_ENV: qdrant.template},
+    ).start()
     try:
-        yield Cluster(emulator, client, operator, tmp)
+        yield Cluster(emulator, client, operator, tmp, qdrant)
     finally:
         operator.stop()
         emulator.stop()
+        qdrant.stop()
 
 
 def model(body: dict[str, Any]) -> MemoryStore:
@@ -662,3 +675,48 @@ def test_restore_from_a_missing_backup_runs_no_job(cluster: Cluster) -> None:
     wait_for(lambda: warning_events(cluster, ns, "MemoryStore", "orphan", "BackupNotFound"), "a Warning")
     assert cluster.client.get("Job", ns, names.restore_job_name(s)) is None
     assert server_replicas(cluster, ns, s) == 0
+
+
+def memory_count(cluster: Cluster, ns: str, name: str) -> int | None:
+    return ((cluster.client.get("MemoryStore", ns, name) or {}).get("status") or {}).get("memoryCount")
+
+
+def test_memory_count_follows_qdrant_and_survives_its_failures(cluster: Cluster) -> None:
+    import base64
+
+    ns = "count"
+    s = create_store(cluster, store(ns, "counted"))
+    secret = wait_for(
+        lambda: cluster.client.get("Secret", ns, names.qdrant_secret_name(s)), "the Qdrant key Secret"
+    )
+    key = base64.b64decode(secret["data"]["api-key"]).decode()
+    entry = cluster.qdrant.set(ns, "counted", 42, api_key=key)
+    wait_for(lambda: phase(cluster, ns, "counted"), "the store reconciled")
+    # Not counted before Qdrant is ready.
+    assert memory_count(cluster, ns, "counted") is None
+    assert entry.requests == []
+    make_ready(cluster, s)
+    wait_for(lambda: memory_count(cluster, ns, "counted") == 42, "memoryCount 42")
+    assert entry.requests[-1] == {"body": {"exact": True}, "api-key": key}
+
+    # Qdrant fails: the last count stays, the store stays Ready, the reconcile goes on.
+    cluster.qdrant.set(ns, "counted", None)
+    failing_since = len(entry.requests)
+    patched = cluster.client.patch("MemoryStore", ns, "counted", {"spec": {"server": {"replicas": 2}}})
+    wait_for(
+        lambda: (
+            (cluster.client.get("MemoryStore", ns, "counted") or {})["status"].get("observedGeneration")
+            == patched["metadata"]["generation"]
+        ),
+        "the new generation observed",
+    )
+    wait_for(lambda: len(entry.requests) > failing_since, "a failed count")
+    assert memory_count(cluster, ns, "counted") == 42
+    cluster.kubelet.ready("Deployment", ns, names.server_deployment_name(s))
+    wait_for(lambda: phase(cluster, ns, "counted") == "Ready", "still Ready")
+    assert memory_count(cluster, ns, "counted") == 42
+
+    # The timer counts again once Qdrant answers.
+    cluster.qdrant.set(ns, "counted", 7)
+    wait_for(lambda: memory_count(cluster, ns, "counted") == 7, "memoryCount 7")
+    assert key not in (cluster.tmp / "operator.log").read_text()

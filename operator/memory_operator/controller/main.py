@@ -68,6 +68,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--worker-limit", type=int, default=20, help=argparse.SUPPRESS)
+    # Tests reach Qdrant at a local address instead of its in-cluster Service (memoryCount).
+    parser.add_argument(
+        "--qdrant-url-template", default=_env("MEMORY_OPERATOR_QDRANT_URL_TEMPLATE"), help=argparse.SUPPRESS
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         registry,
         Context(
             kube=kube,
-            reconciler=Reconciler(kube, render_settings),
+            reconciler=Reconciler(kube, render_settings, options.qdrant_url_template),
             render_settings=render_settings,
             options=options,
         ),

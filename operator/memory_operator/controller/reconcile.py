@@ -17,7 +17,16 @@ from pydantic import ValidationError
 
 from memory_operator.api.policy import MemoryPolicy
 from memory_operator.api.store import DeletionPolicy, MemoryStore
-from memory_operator.controller import bootstrap, credentials, metrics, plan, results, status, validation
+from memory_operator.controller import (
+    bootstrap,
+    counting,
+    credentials,
+    metrics,
+    plan,
+    results,
+    status,
+    validation,
+)
 from memory_operator.controller.kube import (
     BACKUP,
     JOB,
@@ -88,9 +97,12 @@ def claim_template_pattern(statefulset: Mapping[str, Any]) -> re.Pattern[str]:
 class Reconciler:
     """Converges stores; one reconcile at a time per store."""
 
-    def __init__(self, kube: Kube, render_settings: RenderSettings) -> None:
+    def __init__(
+        self, kube: Kube, render_settings: RenderSettings, qdrant_url_template: str | None = None
+    ) -> None:
         self.kube = kube
         self.render_settings = render_settings
+        self.qdrant_url_template = qdrant_url_template
         self._locks: dict[tuple[str, str], asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._queued: set[tuple[str, str]] = set()
 
@@ -244,6 +256,14 @@ class Reconciler:
         )
         if restore.restored_from is not None:
             new["restoredFrom"] = restore.restored_from
+        if status.condition_true(new, "VectorStoreReady"):
+            count = await counting.count_points(
+                counting.qdrant_base_url(store, self.qdrant_url_template),
+                store.spec.vector_store.collection.name,
+                resolution.credentials.qdrant_api_key,
+            )
+            if count is not None:
+                new["memoryCount"] = count
         self._announce_restore(body, previous, restore)
         await self._write_status(namespace, name, previous, new)
         return str(new["phase"])

@@ -37,6 +37,7 @@ class Options:
     verbose: bool
     resync_seconds: float
     worker_limit: int
+    qdrant_url_template: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Options:
@@ -54,6 +55,7 @@ class Options:
             verbose=bool(args.verbose),
             resync_seconds=float(args.resync_seconds),
             worker_limit=int(args.worker_limit),
+            qdrant_url_template=getattr(args, "qdrant_url_template", None) or None,
         )
 
 

@@ -192,6 +192,10 @@ def observed_status(
     return status
 
 
+def condition_true(status: Mapping[str, Any], type_: str) -> bool:
+    return any(c["type"] == type_ and c["status"] == "True" for c in status.get("conditions") or [])
+
+
 def without_times(status: Mapping[str, Any]) -> dict[str, Any]:
     """Status minus transition times, to compare two statuses by meaning."""
     result = dict(status)

@@ -1,0 +1,42 @@
+"""`status.memoryCount`: the points of the store's collection, counted through Qdrant's REST API.
+
+Best effort: a count that fails leaves the last one in status and never fails a reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from memory_operator.api.store import MemoryStore
+from memory_operator.render import names
+
+logger = logging.getLogger("memory_operator.controller")
+
+# Tests reach Qdrant elsewhere than its in-cluster Service: a template of its base URL with `{name}`
+# (the store) and `{namespace}`, e.g. `http://127.0.0.1:6333`.
+QDRANT_URL_TEMPLATE_ENV = "MEMORY_OPERATOR_QDRANT_URL_TEMPLATE"
+COUNT_TIMEOUT_SECONDS = 5.0
+
+
+def qdrant_base_url(store: MemoryStore, template: str | None) -> str:
+    if not template:
+        return names.qdrant_url(store)
+    return template.format(name=store.metadata.name, namespace=store.metadata.namespace).rstrip("/")
+
+
+async def count_points(
+    base_url: str, collection: str, api_key: str, timeout: float = COUNT_TIMEOUT_SECONDS
+) -> int | None:
+    """Exact number of points in `collection`; `None` when Qdrant cannot tell (the reason is logged)."""
+    url = f"{base_url}/collections/{collection}/points/count"
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            response = await client.post(url, json={"exact": True}, headers={"api-key": api_key})
+            response.raise_for_status()
+            return int(response.json()["result"]["count"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+        # The message names the URL and status at most, never the request's headers (the key).
+        logger.info("could not count the points of %s: %s: %s", url, type(error).__name__, error)
+        return None
