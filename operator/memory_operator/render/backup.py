@@ -135,9 +135,11 @@ def restore_job(store: MemoryStore, image: str, service_account: str) -> Manifes
         variables += destination_env(store, store.spec.backup.destination)
     args = ["restore", "--store", store.metadata.name, "--backup", bootstrap.from_backup.name]
     container = jobs.container("restore", image, args, variables, mounts)
-    labels = {**_labels(store), meta.RESTORE_LABEL: bootstrap.from_backup.name}
+    labels = _labels(store)
     # It reads the MemoryBackup's status to find the snapshots.
     template = jobs.pod_template(labels, service_account, container, volumes, needs_api=True)
+    # On the Job only: its pod template is immutable, and the controller watches Jobs, not pods.
+    labels = {**labels, meta.RESTORE_LABEL: bootstrap.from_backup.name}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
