@@ -13,28 +13,7 @@ import kopf
 from kopf._core.engines import posting  # Kopf keeps its event queue in context variables
 
 from memory_operator.controller.kube import Resource, resource_of
-
-
-def _matches(selector: str | None, labels: Mapping[str, str]) -> bool:
-    for term in (selector or "").split(","):
-        if not term:
-            continue
-        key, sep, value = term.partition("=")
-        if (sep and labels.get(key) != value) or (not sep and key not in labels):
-            return False
-    return True
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge(result.get(key), value)
-    return result
+from support.kube import merge_patch, selector_matches
 
 
 class FakeKube:
@@ -67,7 +46,7 @@ class FakeKube:
             for (plural, ns, _), o in sorted(self.objects.items())
             if plural == resource.plural
             and ns == (namespace or "")
-            and _matches(label_selector, o["metadata"].get("labels") or {})
+            and selector_matches(label_selector, o["metadata"].get("labels") or {})
         ]
 
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,7 +54,7 @@ class FakeKube:
         meta = manifest["metadata"]
         self.writes.append(("apply", manifest["kind"], meta["name"]))
         live = self.find(resource.plural, meta.get("namespace", ""), meta["name"]) or {}
-        return self._store(resource, _merge(live, copy.deepcopy(dict(manifest))))
+        return self._store(resource, merge_patch(live, copy.deepcopy(dict(manifest))))
 
     async def patch(
         self,
@@ -91,7 +70,7 @@ class FakeKube:
         live = self.find(resource.plural, namespace or "", name)
         if live is None:
             return None
-        return self._store(resource, _merge(live, patch))
+        return self._store(resource, merge_patch(live, patch))
 
     async def patch_status(
         self, resource: Resource, namespace: str, name: str, status: Mapping[str, Any]

@@ -14,7 +14,6 @@ import contextlib
 import copy
 import datetime
 import json
-import re
 import socket
 import threading
 import uuid
@@ -25,6 +24,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 from jsonpath_ng.ext import parse as jsonpath
+
+from support.kube import merge_patch, selector_matches
 
 Obj = dict[str, Any]
 
@@ -103,19 +104,6 @@ def now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
 def json_patch(target: Obj, ops: list[Obj]) -> Obj:
     """RFC 6902 JSON patch (add, remove, replace, test)."""
     doc = copy.deepcopy(target)
@@ -173,51 +161,6 @@ def deep_merge(base: Any, applied: Any) -> Any:
             result[key] = deep_merge(base.get(key), value)
         return result
     return copy.deepcopy(applied)
-
-
-_REQUIREMENT = re.compile(r"^\s*([^\s!=,()]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
-
-
-def split_selector(selector: str) -> list[str]:
-    parts, depth, current = [], 0, ""
-    for char in selector:
-        depth += char == "("
-        depth -= char == ")"
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    if current.strip():
-        parts.append(current)
-    return parts
-
-
-def selector_matches(selector: str | None, labels: dict[str, str]) -> bool:
-    if not selector:
-        return True
-    for term in split_selector(selector):
-        term = term.strip()
-        if match := _REQUIREMENT.match(term):
-            key, op, values = match.group(1), match.group(2), {v.strip() for v in match.group(3).split(",")}
-            if op == "in" and labels.get(key) not in values:
-                return False
-            if op == "notin" and key in labels and labels[key] in values:
-                return False
-        elif "!=" in term:
-            key, value = term.split("!=", 1)
-            if labels.get(key.strip()) == value.strip():
-                return False
-        elif "=" in term:
-            key, value = term.replace("==", "=").split("=", 1)
-            if labels.get(key.strip()) != value.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:].strip() in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
 
 
 def field_selector_matches(selector: str | None, obj: Obj) -> bool:
