@@ -12,8 +12,9 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from support.http import JsonHandler, LoopbackServer
 
 PATH = re.compile(r"^/(?P<namespace>[^/]+)/(?P<name>[^/]+)/collections/(?P<collection>[^/]+)/points/count$")
 
@@ -33,7 +34,7 @@ class FakeCount:
         self.lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -43,30 +44,18 @@ class FakeCount:
                     if entry is not None:
                         entry.requests.append({"body": body, "api-key": self.headers.get("api-key")})
                 if match is None or entry is None:
-                    return self._answer(404, {"status": {"error": "Not found"}, "time": 0})
+                    return self.answer(404, {"status": {"error": "Not found"}, "time": 0})
                 if entry.api_key is not None and self.headers.get("api-key") != entry.api_key:
-                    return self._answer(401, {"status": {"error": "Invalid api-key"}, "time": 0})
+                    return self.answer(401, {"status": {"error": "Invalid api-key"}, "time": 0})
                 if entry.count is None:
-                    return self._answer(500, {"status": {"error": "Service internal error"}, "time": 0})
-                return self._answer(200, {"result": {"count": entry.count}, "status": "ok", "time": 0})
+                    return self.answer(500, {"status": {"error": "Service internal error"}, "time": 0})
+                return self.answer(200, {"result": {"count": entry.count}, "status": "ok", "time": 0})
 
-            def _answer(self, code: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.http = LoopbackServer(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.http.url
 
     @property
     def template(self) -> str:
@@ -81,10 +70,8 @@ class FakeCount:
             return entry
 
     def start(self) -> FakeCount:
-        self.thread.start()
+        self.http.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.http.stop()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +11,7 @@ import pytest
 import yaml
 
 from install.helpers import NAMESPACE, ROOT, run, tool
+from support.http import JsonHandler, LoopbackServer
 
 INSTALL = ROOT / "manifests" / "install.yaml"
 
@@ -75,7 +73,7 @@ def api_server() -> Iterator[str]:
     """A stand-in API server on 127.0.0.1: discovery, and 404 for every object (nothing exists yet)."""
     documents = discovery_documents()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             body = documents.get(self.path.split("?", 1)[0])
             status = 200 if body is not None else 404
@@ -87,22 +85,11 @@ def api_server() -> Iterator[str]:
                     "reason": "NotFound",
                     "code": 404,
                 }
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.answer(status, body)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    server = LoopbackServer(Handler).start()
+    yield server.url
+    server.stop()
 
 
 def kubectl_dry_run(server: str, tmp_path: Path, *source: str) -> str:
