@@ -4,6 +4,14 @@ The renderers write these into pod specs and the `server`, `expire`, `backup` an
 them, so both sides name them from here.
 """
 
+import os
+
+
+def get(name: str, default: str | None = None) -> str | None:
+    """The variable's value; unset and empty both give `default` (a manifest may set a variable empty)."""
+    return os.environ.get(name) or default
+
+
 # Where Qdrant is and how to authenticate to it.
 QDRANT_URL = "MEMORY_QDRANT_URL"
 QDRANT_API_KEY = "MEMORY_QDRANT_API_KEY"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--store",
-        default=os.environ.get(env.STORE_NAME) or None,
+        default=env.get(env.STORE_NAME),
         help=f"the MemoryStore (default {env.STORE_NAME})",
     )
     parser.add_argument(
@@ -45,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--schedule",
-        default=os.environ.get(env.BACKUP_SCHEDULE) or None,
+        default=env.get(env.BACKUP_SCHEDULE),
         help=f"cron schedule the scheduled backup's name is derived from (default {env.BACKUP_SCHEDULE})",
     )
     parser.add_argument(
@@ -106,7 +105,7 @@ def load_kube_config() -> None:
         config.load_incluster_config()
     except config.ConfigException:
         # The client reads KUBECONFIG once, at import; read it now so that the current environment counts.
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
+        config.load_kube_config(config_file=env.get("KUBECONFIG"))
 
 
 def memory_backup_body(namespace: str, store: str, name: str) -> dict[str, Any]:
@@ -164,11 +163,11 @@ def run_backup(args: argparse.Namespace) -> int:
     started = now()
     status = MemoryBackupStatus(phase="Failed", start_time=rfc3339(started))
     try:
-        api_key = os.environ.get(env.QDRANT_API_KEY) or None
+        api_key = env.get(env.QDRANT_API_KEY)
         request = BackupRequest(
             store=args.store,
             backup=args.backup,
-            namespace=args.namespace or os.environ.get(env.STORE_NAMESPACE) or None,
+            namespace=args.namespace or env.get(env.STORE_NAMESPACE),
             collection=settings.collection(),
             peers=settings.qdrant_peers(),
         )

@@ -40,13 +40,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--store",
-        default=os.environ.get(env.STORE_NAME) or None,
+        default=env.get(env.STORE_NAME),
         help=f"the MemoryStore being restored (default {env.STORE_NAME})",
     )
     parser.add_argument("--backup", required=True, help="the MemoryBackup to restore from")
     parser.add_argument(
         "--source-store",
-        default=os.environ.get(env.BACKUP_SOURCE_STORE) or None,
+        default=env.get(env.BACKUP_SOURCE_STORE),
         help="the store the backup was taken of; found in the destination when unset "
         f"({env.BACKUP_SOURCE_STORE})",
     )
@@ -234,8 +234,8 @@ def run(args: argparse.Namespace) -> int:
         "startTime": rfc3339(now()),
     }
     try:
-        api_key = os.environ.get(env.QDRANT_API_KEY) or None
-        namespace = os.environ.get(env.STORE_NAMESPACE) or None
+        api_key = env.get(env.QDRANT_API_KEY)
+        namespace = env.get(env.STORE_NAMESPACE)
         memory_backup = read_memory_backup(namespace, args.backup) or {}
         source_store = args.source_store or ((memory_backup.get("spec") or {}).get("storeRef") or {}).get(
             "name"
@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
             store=args.store,
             backup=args.backup,
             source_store=source_store,
-            collection=os.environ.get(env.COLLECTION) or None,
+            collection=env.get(env.COLLECTION),
             peers=settings.qdrant_peers(),
             node_factory=lambda url: QdrantNode(url, api_key),
             work_dir=args.work_dir or default_work_dir(),

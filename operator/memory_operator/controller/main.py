@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 
+from memory_operator import env
 from memory_operator.controller.settings import Options
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name) or default
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "-n",
         action="append",
         metavar="NS",
-        default=[n for n in (_env("MEMORY_OPERATOR_NAMESPACES") or "").split(",") if n] or None,
+        default=[n for n in (env.get("MEMORY_OPERATOR_NAMESPACES") or "").split(",") if n] or None,
         help="watch only this namespace (repeatable, or comma-separated; env MEMORY_OPERATOR_NAMESPACES)",
     )
     parser.add_argument(
@@ -31,31 +27,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--liveness-port",
         type=int,
-        default=int(_env("MEMORY_OPERATOR_LIVENESS_PORT", "8080") or 8080),
+        default=int(env.get("MEMORY_OPERATOR_LIVENESS_PORT", "8080") or 8080),
         help="port of GET /healthz (env MEMORY_OPERATOR_LIVENESS_PORT)",
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=int(_env("MEMORY_OPERATOR_METRICS_PORT", "9090") or 9090),
+        default=int(env.get("MEMORY_OPERATOR_METRICS_PORT", "9090") or 9090),
         help="port of GET /metrics (env MEMORY_OPERATOR_METRICS_PORT)",
     )
     parser.add_argument(
-        "--bind-address", default=_env("MEMORY_OPERATOR_BIND_ADDRESS", "0.0.0.0"), help=argparse.SUPPRESS
+        "--bind-address", default=env.get("MEMORY_OPERATOR_BIND_ADDRESS", "0.0.0.0"), help=argparse.SUPPRESS
     )
     parser.add_argument(
         "--job-image",
-        default=_env("MEMORY_OPERATOR_JOB_IMAGE"),
+        default=env.get("MEMORY_OPERATOR_JOB_IMAGE"),
         help="image of the expiration and backup jobs (env MEMORY_OPERATOR_JOB_IMAGE)",
     )
     parser.add_argument(
         "--job-service-account",
-        default=_env("MEMORY_OPERATOR_JOB_SERVICE_ACCOUNT", "memory-operator-jobs"),
+        default=env.get("MEMORY_OPERATOR_JOB_SERVICE_ACCOUNT", "memory-operator-jobs"),
         help="service account of the jobs (env MEMORY_OPERATOR_JOB_SERVICE_ACCOUNT)",
     )
     parser.add_argument(
         "--operator-namespace",
-        default=_env("MEMORY_OPERATOR_NAMESPACE"),
+        default=env.get("MEMORY_OPERATOR_NAMESPACE"),
         help="the operator's own namespace (env MEMORY_OPERATOR_NAMESPACE)",
     )
     parser.add_argument("--log-format", choices=["json", "plain"], default="plain", help="log line format")
@@ -64,13 +60,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resync-seconds",
         type=float,
-        default=float(_env("MEMORY_OPERATOR_RESYNC_SECONDS", "300") or 300),
+        default=float(env.get("MEMORY_OPERATOR_RESYNC_SECONDS", "300") or 300),
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--worker-limit", type=int, default=20, help=argparse.SUPPRESS)
     # Tests reach Qdrant at a local address instead of its in-cluster Service (memoryCount).
     parser.add_argument(
-        "--qdrant-url-template", default=_env("MEMORY_OPERATOR_QDRANT_URL_TEMPLATE"), help=argparse.SUPPRESS
+        "--qdrant-url-template",
+        default=env.get("MEMORY_OPERATOR_QDRANT_URL_TEMPLATE"),
+        help=argparse.SUPPRESS,
     )
 
 

@@ -32,10 +32,6 @@ DATA_DIR_ENV = "MEMORY_DATA_DIR"
 LOG_FORMAT_ENV = "MEMORY_LOG_FORMAT"
 
 
-def _env(name: str) -> str | None:
-    return os.environ.get(name) or None
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Every option also reads the environment variable named in its help; prefer the environment "
@@ -50,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(_env(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
+        default=Path(env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR),
         help=f"embedded mode's directory for Qdrant's files and the API key (default ./data; {DATA_DIR_ENV})",
     )
     run.add_argument(
@@ -60,68 +56,70 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--max-body-bytes",
         type=int,
-        default=int(_env(MAX_BODY_BYTES_ENV) or DEFAULT_MAX_BODY_BYTES),
+        default=int(env.get(MAX_BODY_BYTES_ENV) or DEFAULT_MAX_BODY_BYTES),
         help=f"largest request body accepted; larger gets 413 (default 1 MiB; {MAX_BODY_BYTES_ENV})",
     )
     run.add_argument(
         "--log-format",
         choices=["json", "plain"],
-        default=_env(LOG_FORMAT_ENV) or "json",
+        default=env.get(LOG_FORMAT_ENV) or "json",
         help=f"JSON lines or plain text logs (default json; {LOG_FORMAT_ENV})",
     )
     run.add_argument(
         "--config-file",
         type=Path,
-        default=_env(env.SERVER_CONFIG_FILE),
+        default=env.get(env.SERVER_CONFIG_FILE),
         help=f"YAML with categories, custom instructions, default expirations ({env.SERVER_CONFIG_FILE})",
     )
 
     store = parser.add_argument_group("Qdrant and keys")
-    store.add_argument("--qdrant-url", default=_env(env.QDRANT_URL), help=f"Qdrant URL ({env.QDRANT_URL})")
+    store.add_argument("--qdrant-url", default=env.get(env.QDRANT_URL), help=f"Qdrant URL ({env.QDRANT_URL})")
     store.add_argument(
-        "--qdrant-api-key", default=_env(env.QDRANT_API_KEY), help=f"Qdrant API key ({env.QDRANT_API_KEY})"
+        "--qdrant-api-key", default=env.get(env.QDRANT_API_KEY), help=f"Qdrant API key ({env.QDRANT_API_KEY})"
     )
     store.add_argument(
         "--collection",
-        default=_env(env.COLLECTION) or DEFAULT_COLLECTION,
+        default=env.get(env.COLLECTION) or DEFAULT_COLLECTION,
         help=f"collection of the memories ({env.COLLECTION})",
     )
     store.add_argument(
-        "--api-key", default=_env(env.API_KEY), help=f"read-write API key of clients ({env.API_KEY})"
+        "--api-key", default=env.get(env.API_KEY), help=f"read-write API key of clients ({env.API_KEY})"
     )
     store.add_argument(
         "--read-only-api-key",
-        default=_env(env.READ_ONLY_API_KEY),
+        default=env.get(env.READ_ONLY_API_KEY),
         help=f"read-only API key ({env.READ_ONLY_API_KEY})",
     )
 
     models = parser.add_argument_group("models (unset: local all-MiniLM-L6-v2 embedder, no LLM)")
     models.add_argument(
         "--embedder-provider",
-        default=_env(env.EMBEDDER_PROVIDER),
+        default=env.get(env.EMBEDDER_PROVIDER),
         help=f"mem0 embedder provider ({env.EMBEDDER_PROVIDER})",
     )
-    models.add_argument("--embedder-model", default=_env(env.EMBEDDER_MODEL), help=f"({env.EMBEDDER_MODEL})")
+    models.add_argument(
+        "--embedder-model", default=env.get(env.EMBEDDER_MODEL), help=f"({env.EMBEDDER_MODEL})"
+    )
     models.add_argument(
         "--embedder-dims",
         type=int,
-        default=int(_env(env.EMBEDDER_DIMS) or 0) or None,
+        default=int(env.get(env.EMBEDDER_DIMS) or 0) or None,
         help=f"vector size ({env.EMBEDDER_DIMS})",
     )
     models.add_argument(
-        "--embedder-api-key", default=_env(env.EMBEDDER_API_KEY), help=f"({env.EMBEDDER_API_KEY})"
+        "--embedder-api-key", default=env.get(env.EMBEDDER_API_KEY), help=f"({env.EMBEDDER_API_KEY})"
     )
     models.add_argument(
-        "--embedder-base-url", default=_env(env.EMBEDDER_BASE_URL), help=f"({env.EMBEDDER_BASE_URL})"
+        "--embedder-base-url", default=env.get(env.EMBEDDER_BASE_URL), help=f"({env.EMBEDDER_BASE_URL})"
     )
     models.add_argument(
         "--llm-provider",
-        default=_env(env.LLM_PROVIDER),
+        default=env.get(env.LLM_PROVIDER),
         help=f"mem0 LLM provider; enables infer ({env.LLM_PROVIDER})",
     )
-    models.add_argument("--llm-model", default=_env(env.LLM_MODEL), help=f"({env.LLM_MODEL})")
-    models.add_argument("--llm-api-key", default=_env(env.LLM_API_KEY), help=f"({env.LLM_API_KEY})")
-    models.add_argument("--llm-base-url", default=_env(env.LLM_BASE_URL), help=f"({env.LLM_BASE_URL})")
+    models.add_argument("--llm-model", default=env.get(env.LLM_MODEL), help=f"({env.LLM_MODEL})")
+    models.add_argument("--llm-api-key", default=env.get(env.LLM_API_KEY), help=f"({env.LLM_API_KEY})")
+    models.add_argument("--llm-base-url", default=env.get(env.LLM_BASE_URL), help=f"({env.LLM_BASE_URL})")
 
 
 class JsonFormatter(logging.Formatter):
