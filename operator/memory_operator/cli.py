@@ -30,12 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name, help_text in COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name and module_name.startswith(error.name):
-                continue  # a role not built into this installation
-            raise
+        module = importlib.import_module(module_name)
         sub = commands.add_parser(
             name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."
         )
