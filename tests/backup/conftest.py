@@ -14,6 +14,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from backup.fake_qdrant import FakeQdrant
+from e2e.harness import Client, start_emulator
 from memory_operator import cli, env
 
 API_KEY = "qdrant-test-key"
@@ -121,3 +122,16 @@ def s3_env(base_env: pytest.MonkeyPatch, s3: Any, s3_server: str) -> Any:
     base_env.setenv(env.BACKUP_S3_ENDPOINT, s3_server)
     base_env.setenv(env.BACKUP_S3_REGION, "us-east-1")
     return s3
+
+
+@pytest.fixture
+def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    """The in-memory Kubernetes API with the CRDs, reached through KUBECONFIG as outside a cluster."""
+    emulator, client = start_emulator()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(emulator.kubeconfig())
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv(env.STORE_NAMESPACE, "team-a")
+    yield client
+    emulator.stop()

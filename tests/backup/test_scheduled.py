@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backup.conftest import MEMORIES, STORE
-from e2e.harness import Client, start_emulator
+from e2e.harness import Client
 from memory_operator import env
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
-    """The in-memory Kubernetes API with the CRDs, reached through KUBECONFIG as outside a cluster."""
-    emulator, client = start_emulator()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(emulator.kubeconfig())
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv(env.STORE_NAMESPACE, "team-a")
-    yield client
-    emulator.stop()
 
 
 def test_creates_the_runs_memory_backup_once(kube: Client, role: Any) -> None:

@@ -3,7 +3,8 @@
 Without `--backup` (the store's backup CronJob) it only creates a MemoryBackup named after the time the
 schedule fired, and the operator answers with a Job running `backup --store S --backup B`, which takes the
 backup: a snapshot of each collection on each Qdrant node, copied to the destination with its SHA-256,
-then `manifest.json`, then retention pruning. Its summary (a MemoryBackup status) goes to stdout and to
+then `manifest.json`, then retention pruning: the files of the store's oldest backups, then their
+MemoryBackups, named like their folders. Its summary (a MemoryBackup status) goes to stdout and to
 the termination log, from which the operator copies it into the MemoryBackup's status.
 """
 
@@ -11,12 +12,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from memory_operator import env
 
 logger = logging.getLogger("memory_operator.backup")
+
+# Seconds to connect to and to hear from the API when pruning MemoryBackups: pruning must not hold up
+# a backup that is already taken.
+PRUNE_API_TIMEOUT = (5, 15)
+# Summary keys for the job's log only: a MemoryBackup status has no field for them.
+PRUNED_KEY = "pruned"
+NOT_DELETED_KEY = "memoryBackupsNotDeleted"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +159,77 @@ def create_memory_backup(namespace: str, store: str, name: str) -> bool:
     return True
 
 
+def prunable_memory_backup(obj: Mapping[str, Any], store: str, keep: str) -> bool:
+    """Whether retention may delete this MemoryBackup: it is `store`'s, and not the backup just taken."""
+    name = (obj.get("metadata") or {}).get("name")
+    store_ref = ((obj.get("spec") or {}).get("storeRef") or {}).get("name")
+    return store_ref == store and name != keep
+
+
+def delete_memory_backups(namespace: str, store: str, names: Sequence[str], keep: str) -> list[str]:
+    """Delete the MemoryBackups `names` of `store` (those that exist); return the names not handled.
+
+    A backup folder is named after its MemoryBackup, so these are the objects of the pruned backups.
+    A MemoryBackup of another store that happens to share a name is left alone. When the API cannot be
+    reached (or refuses), one line is logged and the names left are returned: the backup stands anyway.
+    """
+    from kubernetes import client
+
+    left = [name for name in names if name != keep]
+    try:
+        load_kube_config()
+        with client.ApiClient() as api_client:
+            api = client.CustomObjectsApi(api_client)
+            while left:
+                _delete_memory_backup(api, namespace, store, left[0], keep)
+                left.pop(0)
+    except Exception as error:
+        logger.warning(
+            "cannot delete the MemoryBackups of pruned backups %s in %s: %s",
+            ", ".join(left),
+            namespace,
+            _api_reason(error),
+        )
+    return left
+
+
+def _delete_memory_backup(api: Any, namespace: str, store: str, name: str, keep: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from memory_operator.api.backup import PLURAL
+    from memory_operator.api.common import GROUP, VERSION
+
+    try:
+        obj = api.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=PRUNE_API_TIMEOUT
+        )
+        if not prunable_memory_backup(obj, store, keep):
+            logger.info("MemoryBackup %s/%s is not one of store %s: kept", namespace, name, store)
+            return
+        api.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, _request_timeout=PRUNE_API_TIMEOUT
+        )
+    except ApiException as error:
+        if error.status == 404:  # never made (a backup taken by hand) or deleted already
+            return
+        raise
+    logger.info("deleted MemoryBackup %s/%s", namespace, name)
+
+
+def prune_memory_backups(namespace: str | None, store: str, pruned: Sequence[str], keep: str) -> list[str]:
+    """Delete the pruned backups' MemoryBackups; return the names whose objects may remain."""
+    from memory_operator.backup import settings
+
+    if not pruned:
+        return []
+    try:
+        resolved = settings.namespace(namespace)
+    except settings.SettingsError as error:
+        logger.warning("cannot delete the MemoryBackups of pruned backups %s: %s", ", ".join(pruned), error)
+        return list(pruned)
+    return delete_memory_backups(resolved, store, pruned, keep)
+
+
 def run_backup(args: argparse.Namespace) -> int:
     """Take the backup and report it as a MemoryBackup status."""
     from memory_operator.api.backup import CollectionSnapshot, MemoryBackupStatus
@@ -162,6 +242,8 @@ def run_backup(args: argparse.Namespace) -> int:
 
     started = now()
     status = MemoryBackupStatus(phase="Failed", start_time=rfc3339(started))
+    pruned: list[str] = []
+    not_deleted: list[str] = []
     try:
         api_key = env.get(env.QDRANT_API_KEY)
         request = BackupRequest(
@@ -189,15 +271,20 @@ def run_backup(args: argparse.Namespace) -> int:
             for s in manifest.snapshots
         ]
         try:
-            prune(destination, request.store, request.backup, retention, now())
+            pruned = prune(destination, request.store, request.backup, retention, now())
         except DestinationError as error:
             # The backup itself is good; the next run prunes again.
             logger.warning("retention pruning failed: %s", error)
+        not_deleted = prune_memory_backups(args.namespace, request.store, pruned, request.backup)
     except (settings.SettingsError, QdrantError, DestinationError, ChecksumMismatch) as error:
         status.error = str(error)
         logger.error("backup %s of store %s failed: %s", args.backup, args.store, error)
     status.stop_time = rfc3339(now())
     summary = status.wire()
     summary.pop("conditions", None)  # the operator sets conditions itself
-    emit(summary, args.termination_log)
+    if pruned:
+        summary[PRUNED_KEY] = pruned
+    if not_deleted:
+        summary[NOT_DELETED_KEY] = not_deleted
+    emit(summary, args.termination_log, log_only=(PRUNED_KEY, NOT_DELETED_KEY))
     return 0 if status.phase == "Completed" else 1

@@ -6,6 +6,7 @@ import datetime
 import json
 import logging
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,23 @@ def fit(summary: dict[str, Any], limit: int = TERMINATION_MESSAGE_LIMIT, list_ke
     return text
 
 
-def emit(summary: dict[str, Any], termination_log: Path | None, list_key: str = "snapshots") -> None:
-    """Print the whole summary and write what fits to the termination log."""
+def emit(
+    summary: dict[str, Any],
+    termination_log: Path | None,
+    list_key: str = "snapshots",
+    log_only: Collection[str] = (),
+) -> None:
+    """Print the whole summary and write what fits to the termination log.
+
+    Keys in `log_only` are printed only: the operator validates the termination message against a
+    status schema that has no place for them.
+    """
     print(json.dumps(summary, indent=2), file=sys.stdout, flush=True)
     if termination_log is None:
         return
+    message = {key: value for key, value in summary.items() if key not in log_only}
     try:
-        termination_log.write_text(fit(summary, list_key=list_key))
+        termination_log.write_text(fit(message, list_key=list_key))
     except OSError as error:
         # Outside a pod (or without the file) the summary on stdout is all there is.
         logger.warning("cannot write the termination log %s: %s", termination_log, error)
