@@ -36,6 +36,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.fixture(autouse=True)
+def no_real_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The roles talk to the Kubernetes API: never to the cluster of the machine the tests run on.
+    Tests that want an API point KUBECONFIG at the emulator themselves."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-cluster-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
 @pytest.fixture
 def qdrant() -> Iterator[FakeQdrant]:
     node = FakeQdrant(api_key=API_KEY).start()
