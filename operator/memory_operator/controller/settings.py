@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from dataclasses import dataclass
 
 import kopf
@@ -57,10 +56,6 @@ class Options:
             worker_limit=int(args.worker_limit),
             qdrant_url_template=getattr(args, "qdrant_url_template", None) or None,
         )
-
-
-def env_default(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name) or default
 
 
 def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> None:

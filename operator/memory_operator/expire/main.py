@@ -11,7 +11,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -86,7 +85,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _setting(value: Any, name: str, default: str | None = None) -> str | None:
     if value not in (None, ""):
         return str(value)
-    return os.environ.get(name) or default
+    return env.get(name, default)
 
 
 def load_policy(path: Path) -> Any:
