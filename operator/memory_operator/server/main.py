@@ -122,6 +122,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--llm-base-url", default=env.get(env.LLM_BASE_URL), help=f"({env.LLM_BASE_URL})")
 
 
+class NoQueryStrings(logging.Filter):
+    """Drops the query string from uvicorn's access log lines: a client may put a credential there.
+
+    uvicorn logs `client, method, path with query, HTTP version, status` as the record's arguments.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and the exception, if any)."""
 
@@ -148,13 +161,14 @@ def setup_logging(log_format: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {"no_query_strings": {"()": NoQueryStrings}},
         "handlers": {
             "stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
         },
         "root": {"handlers": ["stderr"], "level": "INFO"},
         "loggers": {
             "uvicorn": {"level": "INFO"},
-            "uvicorn.access": {"level": "INFO"},
+            "uvicorn.access": {"level": "INFO", "filters": ["no_query_strings"]},
             "httpx": {"level": "WARNING"},
             "mcp": {"level": "WARNING"},
         },
@@ -163,13 +177,24 @@ def setup_logging(log_format: str) -> dict[str, Any]:
     return config
 
 
+def keep_data_private(data_dir: Path) -> None:
+    """Make everything the embedded server writes owner-only: the directory 0700, new files 0600.
+
+    Qdrant's files, mem0's and the key file are all created by this process, so its umask is what
+    keeps them private; a directory that already exists is narrowed too.
+    """
+    os.umask(0o077)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+
+
 def load_or_create_key(path: Path) -> str:
     """The key kept in `path`; a new random one (written with mode 0600) when there is none."""
     if path.exists():
         key = path.read_text().strip()
         if key:
             return key
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -220,6 +245,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
 
 def run(args: argparse.Namespace) -> int:
     log_config = setup_logging(args.log_format)
+    if args.embedded:
+        keep_data_private(args.data_dir.expanduser().resolve())
     settings = settings_from_args(args)
     if args.embedded:
         # mem0 writes a small config file under MEM0_DIR at import; keep it beside the data.
