@@ -24,6 +24,8 @@ from memory_operator.server.settings import ServerSettings, embedder_config
 API_KEY = "test-read-write-key"
 READ_ONLY_KEY = "test-read-only-key"
 START_TIMEOUT = 60.0
+# MCP event streams of the test servers close after this long without data.
+STREAM_IDLE_SECONDS = 1.0
 
 
 def free_port() -> int:
@@ -55,9 +57,22 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
 class ServerThread:
     """uvicorn in a thread, stopped on exit."""
 
-    def __init__(self, slot: ServiceSlot, metrics: ServerMetrics, max_body_bytes: int = 64 * 1024) -> None:
+    def __init__(
+        self,
+        slot: ServiceSlot,
+        metrics: ServerMetrics,
+        max_body_bytes: int = 64 * 1024,
+        stream_idle_seconds: float = STREAM_IDLE_SECONDS,
+    ) -> None:
         self.port = free_port()
-        app = create_app(slot, ApiKeys(API_KEY, READ_ONLY_KEY), metrics, max_body_bytes, host="127.0.0.1")
+        app = create_app(
+            slot,
+            ApiKeys(API_KEY, READ_ONLY_KEY),
+            metrics,
+            max_body_bytes,
+            host="127.0.0.1",
+            stream_idle_seconds=stream_idle_seconds,
+        )
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

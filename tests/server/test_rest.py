@@ -173,8 +173,9 @@ def test_users_are_isolated(server: LiveServer, user: str) -> None:
         assert archived.status_code == 404
         widened = client.post(
             "/search", json={"query": "locker", "user_id": bob, "filters": {"OR": [{"user_id": alice}]}}
-        ).json()["results"]
-        assert widened == [], "filters cannot widen the search beyond the caller"
+        )
+        assert widened.status_code == 422, "scope ids are request fields, never filters"
+        assert widened.json()["detail"][0]["loc"] == ["body", "filters"]
         assert client.get(f"{MEMORIES}{secret}", params={"user_id": alice}).status_code == 200
 
 

@@ -5,21 +5,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from memory_operator.server import limits
 from memory_operator.server import models as m
-from memory_operator.server.auth import Access, ApiKeys, access_of
-from memory_operator.server.mcp_server import McpEndpoint, build_mcp, session_manager
+from memory_operator.server.auth import Access, ApiKeys, access_of, single_authorization
+from memory_operator.server.mcp_server import STREAM_IDLE_SECONDS, McpEndpoint, build_mcp, session_manager
 from memory_operator.server.metrics import MetricsMiddleware, ServerMetrics
+from memory_operator.server.scope_id import SCOPE_ID_MAX_LENGTH, SCOPE_ID_PATTERN, SCOPE_ID_RULE
 from memory_operator.server.store import (
     LISTED_STATES,
     BackendUnavailable,
@@ -75,54 +79,90 @@ def current_service(request: Request) -> MemoryService:
 
 
 ServiceDep = Annotated[MemoryService, Depends(current_service)]
-UserId = Annotated[str, Query(min_length=1, max_length=253, pattern=r"^\S+$")]
-EntityId = Annotated[str | None, Query(min_length=1, max_length=253, pattern=r"^\S+$")]
+SCOPE_ID_QUERY: dict[str, Any] = {
+    "min_length": 1,
+    "max_length": SCOPE_ID_MAX_LENGTH,
+    "pattern": SCOPE_ID_PATTERN,
+    "description": f"A scope id: {SCOPE_ID_RULE}.",
+}
+UserId = Annotated[str, Query(**SCOPE_ID_QUERY)]
+EntityId = Annotated[str | None, Query(**SCOPE_ID_QUERY)]
+# Starlette's uuid convertor: a path that is not a UUID (`/api/v1/memories/filter`) matches no
+# memory route, so a wrong method on it gets 405, not a 422 about the id.
+MEMORY_ID = "{memory_id:uuid}"
+# Bearer keys, declared for the OpenAPI document; the check itself reads the raw headers.
+bearer = HTTPBearer(auto_error=False, description="A read-write or read-only API key.")
 
 
-class BodyTooLarge(Exception):
-    pass
+def _error(description: str, model: type[BaseModel] = m.ErrorResponse) -> dict[str, Any]:
+    return {"model": model, "description": description}
 
 
-class BodyLimitMiddleware:
-    """Refuses request bodies over the limit with 413, whether declared or streamed."""
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("No valid API key: missing, unknown, or more than one Authorization header."),
+}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **AUTH_ERRORS,
+    403: _error("The API key is read-only."),
+}
+STORE_ERRORS: dict[int | str, dict[str, Any]] = {
+    503: _error("The memory store is starting or Qdrant is unreachable; retry after `Retry-After`."),
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("The body is not a JSON document the server can parse."),
+    413: _error("The body is larger than the server's limit (1 MiB unless configured otherwise)."),
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: _error("Some memory is not the caller's (or does not exist).", m.NotFoundResponse),
+}
+# What each kind of route may answer besides 200 and 422 (which FastAPI declares itself).
+READ = {**AUTH_ERRORS, **STORE_ERRORS}
+READ_BODY = {**READ, **BODY_ERRORS}
+READ_ID = {**READ, **NOT_FOUND}
+WRITE_BODY = {**WRITE_ERRORS, **STORE_ERRORS, **BODY_ERRORS}
+WRITE_ID = {**WRITE_ERRORS, **STORE_ERRORS, **NOT_FOUND}
+WRITE_IDS = {**WRITE_BODY, **NOT_FOUND}
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+DESCRIPTION = f"""
+OpenMemory's REST API (`/api/v1`), mem0's REST API (`/memories`, `/search`) and MCP over
+streamable HTTP (`/mcp/{{client_name}}/http/{{user_id}}`, not described here), with API keys.
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        received = 0
-        started = False
+**Scope ids** (`user_id`, `agent_id`, `run_id`, and the MCP path's user id and client name):
+{SCOPE_ID_RULE}. Anything else is refused with 422 naming the field.
 
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge
-            return message
+**Limits**: request body {{max_body_bytes}} bytes (413 beyond, streamed or not); text, query and
+message content {limits.TEXT_MAX_CHARS} characters; {limits.MAX_MESSAGES} messages per add;
+{limits.MAX_MEMORY_IDS} memory ids per request; {limits.MAX_NAMES} apps or categories per request;
+metadata {limits.METADATA_MAX_DEPTH} levels deep with {limits.METADATA_MAX_VALUES} values in all;
+search filters {limits.FILTER_MAX_DEPTH} levels of AND/OR/NOT with {limits.FILTER_MAX_CONDITIONS}
+conditions in all. Text must be valid Unicode. Validation errors name the field and never repeat
+the value.
+"""
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(scope, receive, send)
+def shown(value: object, limit: int = 200) -> str:
+    """A value as an error message may show it: valid Unicode and short."""
+    text = str(value).encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = f"request body larger than {self.max_bytes} bytes"
-        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+
+def _loc_part(part: object) -> str | int:
+    return part if isinstance(part, int) else shown(part, 64)
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors without the rejected input: where, what and which kind, each kept short."""
+    return [
+        {
+            "loc": [_loc_part(part) for part in error.get("loc", ())],
+            "msg": shown(error.get("msg", "")),
+            "type": shown(error.get("type", "value_error"), 64),
+        }
+        for error in list(errors)[:MAX_ERRORS_SHOWN]
+    ]
+
+
+MAX_ERRORS_SHOWN = 20
 
 
 def create_app(
@@ -132,6 +172,7 @@ def create_app(
     max_body_bytes: int,
     host: str = "0.0.0.0",
     build_in_background: bool = True,
+    stream_idle_seconds: float = STREAM_IDLE_SECONDS,
 ) -> FastAPI:
     """The whole server; `slot` builds the memory service in a thread when the app starts."""
     mcp_manager = session_manager(build_mcp(slot.get), host, max_body_bytes)
@@ -151,13 +192,15 @@ def create_app(
     app = FastAPI(
         title="memory-operator memory server",
         summary="OpenMemory-compatible memory API on mem0 and Qdrant, with API keys.",
+        description=DESCRIPTION.replace("{max_body_bytes}", str(max_body_bytes)),
         version="v1",
         lifespan=lifespan,
+        max_body_size=max_body_bytes,
     )
 
     def require(level: Access) -> Callable[..., None]:
-        def check(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
-            access = access_of(authorization, keys)
+        def check(request: Request, _: Annotated[Any, Security(bearer)] = None) -> None:
+            access = access_of(single_authorization(request.scope["headers"]), keys)
             if access is None:
                 raise HTTPException(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
             if access < level:
@@ -174,14 +217,21 @@ def create_app(
     _openmemory_routes(app, read, write)
     _mem0_routes(app, read, write)
     app.router.routes.append(
-        Route(MCP_PATH, endpoint=McpEndpoint(mcp_manager, keys), methods=["GET", "POST", "DELETE"])
+        Route(
+            MCP_PATH,
+            endpoint=McpEndpoint(mcp_manager, keys, stream_idle_seconds),
+            methods=["GET", "POST", "DELETE"],
+        )
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 
 def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(_: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_errors(error.errors())}, status_code=422)
+
     @app.exception_handler(BackendUnavailable)
     async def unavailable(_: Request, error: BackendUnavailable) -> JSONResponse:
         log.warning("memory store unavailable: cause=%s", error)
@@ -197,8 +247,8 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidRequest)
     async def invalid(_: Request, error: InvalidRequest) -> JSONResponse:
-        detail = [{"loc": ["body"], "msg": str(error), "type": "value_error"}]
-        return JSONResponse({"detail": detail}, status_code=422)
+        detail = [{"loc": list(error.loc) or ["body"], "msg": str(error), "type": "value_error"}]
+        return JSONResponse({"detail": validation_errors(detail)}, status_code=422)
 
 
 def _health_routes(app: FastAPI, slot: ServiceSlot, metrics: ServerMetrics, read: list[Any]) -> None:
@@ -216,7 +266,13 @@ def _health_routes(app: FastAPI, slot: ServiceSlot, metrics: ServerMetrics, read
             ready = False
         return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["health"], dependencies=read)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        dependencies=read,
+        response_class=PlainTextResponse,
+        responses=AUTH_ERRORS,
+    )
     def prometheus_metrics() -> Response:
         """Prometheus metrics (any API key, the read-only one included)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -229,7 +285,7 @@ def _ids(memory_ids: list[UUID]) -> list[str]:
 def _openmemory_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
     prefix = "/api/v1/memories"
 
-    @app.get(f"{prefix}/", tags=["memories"], dependencies=read)
+    @app.get(f"{prefix}/", tags=["memories"], dependencies=read, responses=READ)
     def list_memories(
         service: ServiceDep,
         user_id: UserId,
@@ -255,7 +311,7 @@ def _openmemory_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
         )
         return m.page_of(m.narrowed(found, from_date, to_date, sort_column, sort_direction), page, size)
 
-    @app.post(f"{prefix}/", tags=["memories"], dependencies=write)
+    @app.post(f"{prefix}/", tags=["memories"], dependencies=write, responses=WRITE_BODY)
     def create_memory(service: ServiceDep, body: m.CreateMemoryRequest) -> m.MemoryResponse | m.Mem0Results:
         """Store a memory; returns it (or, when an LLM extracted several, all of them)."""
         added = service.add(
@@ -271,7 +327,7 @@ def _openmemory_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
             return m.openmemory_view(added[0])
         return m.Mem0Results(results=[m.mem0_view(a) for a in added])
 
-    @app.post(f"{prefix}/filter", tags=["memories"], dependencies=read)
+    @app.post(f"{prefix}/filter", tags=["memories"], dependencies=read, responses=READ_BODY)
     def filter_memories(service: ServiceDep, body: m.FilterMemoriesRequest) -> m.MemoryPage:
         """OpenMemory's filtered listing: apps, categories, text, dates, sorting, archived or not."""
         states = [*LISTED_STATES, MemoryState.archived] if body.show_archived else LISTED_STATES
@@ -286,14 +342,14 @@ def _openmemory_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
         ordered = m.narrowed(found, body.from_date, body.to_date, body.sort_column, body.sort_direction)
         return m.page_of(ordered, body.page, body.size)
 
-    @app.get(f"{prefix}/categories", tags=["memories"], dependencies=read)
+    @app.get(f"{prefix}/categories", tags=["memories"], dependencies=read, responses=READ)
     def list_categories(service: ServiceDep, user_id: UserId) -> m.CategoriesResponse:
         """Configured categories and those the user's memories use, with counts."""
         found = service.categories(MemoryScope(user_id=user_id))
         items = [m.CategoryResponse(name=n, description=d, count=c) for n, d, c in found]
         return m.CategoriesResponse(categories=items, total=len(items))
 
-    @app.post(f"{prefix}/actions/archive", tags=["memories"], dependencies=write)
+    @app.post(f"{prefix}/actions/archive", tags=["memories"], dependencies=write, responses=WRITE_IDS)
     def archive_memories(
         service: ServiceDep, body: m.ArchiveMemoriesRequest, user_id: UserId | None = None
     ) -> m.MessageResponse:
@@ -304,7 +360,7 @@ def _openmemory_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
         count = service.set_state(MemoryScope(user_id=owner), _ids(body.memory_ids), MemoryState.archived)
         return m.MessageResponse(message=f"Successfully archived {count} memories")
 
-    @app.post(f"{prefix}/actions/pause", tags=["memories"], dependencies=write)
+    @app.post(f"{prefix}/actions/pause", tags=["memories"], dependencies=write, responses=WRITE_IDS)
     def pause_memories(service: ServiceDep, body: m.PauseMemoriesRequest) -> m.MessageResponse:
         """Pause (or set another state on) memories by ids, app, categories, or all of the user's."""
         scope = MemoryScope(user_id=body.user_id)
@@ -317,25 +373,25 @@ def _openmemory_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
             raise InvalidRequest("give memory_ids, category_ids, app_id with all_for_app, or global_pause")
         return m.MessageResponse(message=f"Successfully set {count} memories to {body.state.value}")
 
-    @app.delete(f"{prefix}/", tags=["memories"], dependencies=write)
+    @app.delete(f"{prefix}/", tags=["memories"], dependencies=write, responses=WRITE_IDS)
     def delete_memories(service: ServiceDep, body: m.DeleteMemoriesRequest) -> m.MessageResponse:
         """Delete memories of the user, all or none."""
         count = service.delete(MemoryScope(user_id=body.user_id), _ids(body.memory_ids))
         return m.MessageResponse(message=f"Successfully deleted {count} memories")
 
-    @app.get(f"{prefix}/{{memory_id}}", tags=["memories"], dependencies=read)
+    @app.get(f"{prefix}/{MEMORY_ID}", tags=["memories"], dependencies=read, responses=READ_ID)
     def get_memory(service: ServiceDep, memory_id: UUID, user_id: UserId) -> m.MemoryResponse:
         """One memory of the user."""
         return m.openmemory_view(service.get(MemoryScope(user_id=user_id), str(memory_id)))
 
-    @app.put(f"{prefix}/{{memory_id}}", tags=["memories"], dependencies=write)
+    @app.put(f"{prefix}/{MEMORY_ID}", tags=["memories"], dependencies=write, responses=WRITE_IDS)
     def update_memory(service: ServiceDep, memory_id: UUID, body: m.UpdateMemoryRequest) -> m.MemoryResponse:
         """Change a memory's text (re-embedded) and merge metadata."""
         scope = MemoryScope(user_id=body.user_id)
         updated = service.update(scope, str(memory_id), text=body.memory_content, metadata=body.metadata)
         return m.openmemory_view(updated)
 
-    @app.get("/api/v1/stats", tags=["stats"], dependencies=read)
+    @app.get("/api/v1/stats", tags=["stats"], dependencies=read, responses=READ)
     def stats(service: ServiceDep, user_id: UserId) -> m.StatsResponse:
         """The user's number of memories and apps."""
         total, apps = service.stats(MemoryScope(user_id=user_id))
@@ -348,7 +404,7 @@ def _openmemory_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
 
 def _mem0_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
 
-    @app.post("/memories", tags=["mem0"], dependencies=write)
+    @app.post("/memories", tags=["mem0"], dependencies=write, responses=WRITE_BODY)
     def mem0_add(service: ServiceDep, body: m.Mem0CreateRequest) -> m.Mem0Results:
         """mem0's add: a text or a list of messages, scoped by user, agent and/or run."""
         messages = (
@@ -365,7 +421,7 @@ def _mem0_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
         )
         return m.Mem0Results(results=[m.mem0_view(a) for a in added])
 
-    @app.get("/memories", tags=["mem0"], dependencies=read)
+    @app.get("/memories", tags=["mem0"], dependencies=read, responses=READ)
     def mem0_list(
         service: ServiceDep, user_id: EntityId = None, agent_id: EntityId = None, run_id: EntityId = None
     ) -> m.Mem0Results:
@@ -373,14 +429,14 @@ def _mem0_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
         found = service.list_memories(MemoryScope(user_id=user_id, agent_id=agent_id, run_id=run_id))
         return m.Mem0Results(results=[m.mem0_view(x) for x in found])
 
-    @app.post("/search", tags=["mem0"], dependencies=read)
+    @app.post("/search", tags=["mem0"], dependencies=read, responses=READ_BODY)
     def mem0_search(service: ServiceDep, body: m.Mem0SearchRequest) -> m.Mem0Results:
         """Semantic search over active memories in the scope, with mem0 metadata filters."""
         scope = MemoryScope(user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
         found = service.search(scope, body.query, limit=body.top_k, filters=body.filters)
         return m.Mem0Results(results=[m.mem0_view(x) for x in found])
 
-    @app.get("/memories/{memory_id}", tags=["mem0"], dependencies=read)
+    @app.get(f"/memories/{MEMORY_ID}", tags=["mem0"], dependencies=read, responses=READ_ID)
     def mem0_get(
         service: ServiceDep,
         memory_id: UUID,
@@ -392,7 +448,7 @@ def _mem0_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
         scope = MemoryScope(user_id=user_id, agent_id=agent_id, run_id=run_id)
         return m.mem0_view(service.get(scope, str(memory_id)))
 
-    @app.delete("/memories/{memory_id}", tags=["mem0"], dependencies=write)
+    @app.delete(f"/memories/{MEMORY_ID}", tags=["mem0"], dependencies=write, responses=WRITE_ID)
     def mem0_delete(
         service: ServiceDep,
         memory_id: UUID,

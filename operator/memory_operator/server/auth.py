@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -25,6 +26,16 @@ def bearer_token(authorization: str | None) -> str | None:
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+def single_authorization(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The one Authorization header of a request's raw (ASGI) headers; None when absent or repeated.
+
+    Servers and proxies disagree on which of two headers counts (the first, the last, both joined),
+    so a request with more than one is refused rather than read one way here and another there.
+    """
+    values = [value for name, value in headers if name.lower() == b"authorization"]
+    return values[0].decode("latin-1") if len(values) == 1 else None
 
 
 def access_of(authorization: str | None, keys: ApiKeys) -> Access | None:

@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from memory_operator.server.config import ServerConfig
+from memory_operator.server.local_qdrant import share_between_threads
 from memory_operator.server.metrics import ServerMetrics
 from memory_operator.server.settings import (
     UNUSED_LLM_URL,
@@ -40,8 +41,8 @@ def qdrant_client(settings: ServerSettings) -> QdrantClient:
         return QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key or None, timeout=10)
     if settings.qdrant_path is None:
         raise ValueError("either a Qdrant URL or a local Qdrant path is required")
-    settings.qdrant_path.mkdir(parents=True, exist_ok=True)
-    return QdrantClient(path=str(settings.qdrant_path))
+    settings.qdrant_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return share_between_threads(QdrantClient(path=str(settings.qdrant_path)))
 
 
 def mem0_config(
@@ -96,5 +97,4 @@ def build_service(
         config=config,
         metrics=metrics,
         allow_infer=has_llm(settings),
-        serialize=settings.qdrant_url is None,
     )

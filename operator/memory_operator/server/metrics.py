@@ -47,7 +47,8 @@ class ServerMetrics:
 def route_template(scope: Scope) -> str:
     """The matched route's path template (`/api/v1/memories/{memory_id}`), never the raw path."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    # `path_format` is the template without convertors (`{memory_id}`, not `{memory_id:uuid}`).
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
 
 

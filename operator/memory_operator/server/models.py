@@ -9,12 +9,24 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memory_operator.server.limits import (
+    MAX_MEMORY_IDS,
+    MAX_MESSAGES,
+    MAX_NAMES,
+    Filters,
+    Metadata,
+    Name,
+    Text,
+    UnicodeText,
+)
+from memory_operator.server.scope_id import ScopeId
 from memory_operator.server.store import MemoryState, StoredMemory
 
-# mem0 refuses empty ids and ids with whitespace; say so at the edge, with the field's name.
-EntityId = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^\S+$")]
-Text = Annotated[str, Field(min_length=1, max_length=65536)]
-Name = Annotated[str, Field(min_length=1, max_length=253)]
+# Scope ids are refused at the edge, with the field's place in the request, before a Scope is built.
+EntityId = ScopeId
+MemoryIds = Annotated[list[UUID], Field(min_length=1, max_length=MAX_MEMORY_IDS)]
+Names = Annotated[list[Name], Field(max_length=MAX_NAMES)]
+SearchText = Annotated[UnicodeText, Field(max_length=1000)]
 
 
 class Body(BaseModel):
@@ -27,11 +39,11 @@ class Body(BaseModel):
 class CreateMemoryRequest(Body):
     user_id: EntityId
     text: Text
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     infer: bool = True
     """Extract facts with the LLM; ignored (text stored as given) when the server has no LLM."""
     app: Name = "openmemory"
-    categories: list[Name] | None = Field(default=None, max_length=64)
+    categories: Names | None = None
     """Also read from `metadata.categories`. Categories set the default expiration date."""
     expiration_date: dt.date | None = None
     """`YYYY-MM-DD`; defaults from the categories (e.g. incident 90 days, temporary 7 days)."""
@@ -42,27 +54,27 @@ class CreateMemoryRequest(Body):
 class UpdateMemoryRequest(Body):
     user_id: EntityId
     memory_content: Text | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class DeleteMemoriesRequest(Body):
-    memory_ids: list[UUID] = Field(min_length=1, max_length=1000)
+    memory_ids: MemoryIds
     user_id: EntityId
 
 
 class ArchiveMemoriesRequest(Body):
-    memory_ids: list[UUID] = Field(min_length=1, max_length=1000)
+    memory_ids: MemoryIds
     user_id: EntityId | None = None
     """The user; may be given as a query parameter instead, as OpenMemory takes it."""
 
 
 class PauseMemoriesRequest(Body):
     user_id: EntityId
-    memory_ids: list[UUID] | None = Field(default=None, max_length=1000)
+    memory_ids: Annotated[list[UUID], Field(max_length=MAX_MEMORY_IDS)] | None = None
     app_id: Name | None = None
     """The app (its name) whose memories change state, with `all_for_app`."""
     all_for_app: bool = False
-    category_ids: list[Name] | None = None
+    category_ids: Names | None = None
     """Category names whose memories change state."""
     global_pause: bool = False
     """Every memory of the user."""
@@ -78,9 +90,9 @@ class FilterMemoriesRequest(Body):
     user_id: EntityId
     page: int = Field(default=1, ge=1)
     size: int = Field(default=10, ge=1, le=100)
-    search_query: str | None = Field(default=None, max_length=1000)
-    app_ids: list[Name] | None = None
-    category_ids: list[Name] | None = None
+    search_query: SearchText | None = None
+    app_ids: Names | None = None
+    category_ids: Names | None = None
     sort_column: SortColumn | None = None
     sort_direction: SortDirection | None = None
     from_date: int | None = Field(default=None, ge=0)
@@ -118,6 +130,16 @@ class MessageResponse(BaseModel):
     message: str
 
 
+class ErrorResponse(BaseModel):
+    detail: str
+
+
+class NotFoundResponse(BaseModel):
+    detail: str
+    memory_ids: list[str]
+    """The requested ids that are not the caller's memories."""
+
+
 class CategoryResponse(BaseModel):
     name: str
     description: str | None = None
@@ -146,17 +168,18 @@ class StatsResponse(BaseModel):
 class Message(Body):
     role: Literal["user", "assistant", "system"]
     content: Text
-    name: str | None = None
+    name: Name | None = None
 
 
 class Mem0CreateRequest(Body):
-    messages: Text | list[Message] = Field(min_length=1)
+    messages: Text | Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
+    """A text, or 1 to 32 messages (each stored as a memory)."""
     user_id: EntityId | None = None
     agent_id: EntityId | None = None
     run_id: EntityId | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     infer: bool = True
-    categories: list[Name] | None = None
+    categories: Names | None = None
     expiration_date: dt.date | None = None
     app: Name | None = None
 
@@ -166,7 +189,7 @@ class Mem0SearchRequest(Body):
     user_id: EntityId | None = None
     agent_id: EntityId | None = None
     run_id: EntityId | None = None
-    filters: dict[str, Any] | None = None
+    filters: Filters | None = None
     """mem0 metadata filters (`{"type": "incident"}`, `{"priority": {"gte": 2}}`, AND/OR/NOT)."""
     top_k: int = Field(default=10, ge=1, le=100)
 

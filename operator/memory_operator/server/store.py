@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,9 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from memory_operator.server.config import ServerConfig, default_expiration_date
+from memory_operator.server.limits import MAX_MESSAGES, search_filters
 from memory_operator.server.metrics import ServerMetrics
+from memory_operator.server.scope_id import InvalidScopeId, check_scope_id
 
 if TYPE_CHECKING:
     from mem0 import Memory
@@ -90,19 +91,39 @@ class MemoryNotFound(Exception):
 
 
 class InvalidRequest(ValueError):
-    """The request is well-formed but cannot be applied (an unknown filter operator, a bad date)."""
+    """The request is well-formed but cannot be applied (an unknown filter operator, a bad date).
+
+    `loc` names the field at fault when one is (as in a validation error: `("user_id",)`).
+    """
+
+    def __init__(self, message: str, loc: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.loc = tuple(loc)
 
 
 @dataclass(frozen=True)
 class Scope:
-    """Whose memories an operation sees: every given id must match."""
+    """Whose memories an operation sees: every given id must match.
+
+    Every route builds one, so this is where the scope id grammar is enforced for all of them (the
+    edges check it first, to answer with the field's place in the request); the ids are then handed
+    to mem0 and compared with Qdrant's payloads exactly as given.
+    """
 
     user_id: str | None = None
     agent_id: str | None = None
     run_id: str | None = None
 
     def __post_init__(self) -> None:
-        if not any(self.as_filters().values()):
+        for key in SCOPE_KEYS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            try:
+                check_scope_id(key, value)
+            except InvalidScopeId as error:
+                raise InvalidRequest(str(error), loc=(key,)) from None
+        if not self.as_filters():
             raise InvalidRequest("at least one of user_id, agent_id, run_id is required")
 
     def as_filters(self) -> dict[str, str]:
@@ -230,14 +251,9 @@ class MemoryService:
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
     # Without an LLM, `infer` is always off: the text is stored as given.
     allow_infer: bool = False
-    # Qdrant's local mode is one SQLite file without locking of its own: serialize calls to it.
-    serialize: bool = False
     today: Callable[[], dt.date] = field(default=lambda: dt.datetime.now(dt.UTC).date())
 
     def __post_init__(self) -> None:
-        self._lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if self.serialize else contextlib.nullcontext()
-        )
         self._errors = backend_errors()
         from mem0.exceptions import ValidationError as Mem0ValidationError
 
@@ -246,8 +262,7 @@ class MemoryService:
     @contextlib.contextmanager
     def _backend(self) -> Iterator[None]:
         try:
-            with self._lock:
-                yield
+            yield
         except self._errors as error:
             self.metrics.qdrant_errors.inc()
             raise BackendUnavailable(type(error).__name__) from error
@@ -334,6 +349,11 @@ class MemoryService:
         self, scope: Scope, query: str, limit: int = 10, filters: Mapping[str, Any] | None = None
     ) -> list[StoredMemory]:
         """Active memories of the caller nearest to the query; `filters` are mem0 metadata filters."""
+        if filters:
+            try:
+                search_filters(filters)
+            except ValueError as error:
+                raise InvalidRequest(str(error), loc=("filters",)) from None
         # The scope and state come last so that no filter can widen the search beyond the caller.
         effective = {**(filters or {}), **scope.as_filters(), "state": MemoryState.active.value}
 
@@ -387,6 +407,8 @@ class MemoryService:
         expiration_date: dt.date | None = None,
     ) -> list[StoredMemory]:
         """Store a memory (or, with an LLM and `infer`, the facts it extracts) for the caller."""
+        if not isinstance(messages, str) and len(messages) > MAX_MESSAGES:
+            raise InvalidRequest(f"at most {MAX_MESSAGES} messages in one add", loc=("messages",))
         names = categories_of(categories, metadata)
         expires = expiration_date or default_expiration_date(names, self.config.expirations(), self.today())
         payload = {**caller_metadata(metadata), "state": MemoryState.active.value, "categories": names}
