@@ -91,6 +91,10 @@ def test_restart_keeps_the_key_and_the_memories(tmp_path: Path) -> None:
     key_file = data_dir / "api-key"
     assert key_file.read_text().strip() == key
     assert key_file.stat().st_mode & 0o777 == 0o600
+    written = [data_dir, *data_dir.rglob("*")]
+    assert any(p.name == "storage.sqlite" for p in written), "Qdrant's data is under the data directory"
+    exposed = [str(p) for p in written if p.stat().st_mode & 0o077]
+    assert exposed == [], "everything the embedded server writes is owner-only"
 
     with embedded_server(data_dir, port) as key_again:
         assert key_again == key
