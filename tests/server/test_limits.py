@@ -106,7 +106,8 @@ def test_metadata_bounds() -> None:
     for refused in [
         nested(limits.METADATA_MAX_DEPTH + 1),
         nested(100_000),  # deeper than Python's recursion limit: the walk does not recurse
-        {"k": list(range(limits.METADATA_MAX_VALUES))},
+        {"k": list(range(limits.METADATA_MAX_ITEMS + 1))},
+        {f"k{n}": n for n in range(limits.METADATA_MAX_ITEMS + 1)},
         {"x" * (limits.KEY_MAX_CHARS + 1): 1},
         {"": 1},
         {"k": "lone \ud800 surrogate"},

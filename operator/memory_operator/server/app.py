@@ -12,11 +12,11 @@ from uuid import UUID
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from memory_operator.server import limits
 from memory_operator.server import models as m
@@ -110,7 +110,12 @@ STORE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("The body is not a JSON document the server can parse."),
-    413: _error("The body is larger than the server's limit (1 MiB unless configured otherwise)."),
+    413: {
+        **_error("The body is larger than the server's limit (1 MiB unless configured otherwise)."),
+        # Starlette answers in plain text when the declared Content-Length is already too large,
+        # in JSON when a streamed body goes over the limit.
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: _error("Some memory is not the caller's (or does not exist).", m.NotFoundResponse),
@@ -133,11 +138,35 @@ streamable HTTP (`/mcp/{{client_name}}/http/{{user_id}}`, not described here), w
 **Limits**: request body {{max_body_bytes}} bytes (413 beyond, streamed or not); text, query and
 message content {limits.TEXT_MAX_CHARS} characters; {limits.MAX_MESSAGES} messages per add;
 {limits.MAX_MEMORY_IDS} memory ids per request; {limits.MAX_NAMES} apps or categories per request;
-metadata {limits.METADATA_MAX_DEPTH} levels deep with {limits.METADATA_MAX_VALUES} values in all;
+metadata {limits.METADATA_MAX_DEPTH} levels deep with {limits.METADATA_MAX_ITEMS} entries per object or array;
 search filters {limits.FILTER_MAX_DEPTH} levels of AND/OR/NOT with {limits.FILTER_MAX_CONDITIONS}
-conditions in all. Text must be valid Unicode. Validation errors name the field and never repeat
-the value.
+conditions in all. Text must be valid Unicode. Unknown body fields and query parameters are
+refused. Validation errors name the field and never repeat the value.
 """
+
+
+def declared_query_parameters(dependant: Any) -> set[str]:
+    """Names of the query parameters a route (and its dependencies) declares."""
+    names: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        names.update(param.alias for param in current.query_params)
+        pending.extend(current.dependencies)
+    return names
+
+
+def known_query_parameters(request: Request) -> None:
+    """Refuse query parameters the route does not declare, as bodies refuse unknown fields: a
+    misspelt parameter (`userid`) is an error, not silently ignored."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    known = declared_query_parameters(dependant)
+    unknown = [name for name in request.query_params if name not in known]
+    if unknown:
+        error = {"msg": "unknown query parameter", "type": "extra_forbidden"}
+        raise RequestValidationError([{**error, "loc": ("query", name)} for name in unknown])
 
 
 def shown(value: object, limit: int = 200) -> str:
@@ -196,6 +225,7 @@ def create_app(
         version="v1",
         lifespan=lifespan,
         max_body_size=max_body_bytes,
+        dependencies=[Depends(known_query_parameters)],
     )
 
     def require(level: Access) -> Callable[..., None]:
@@ -227,7 +257,22 @@ def create_app(
     return app
 
 
+def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
+    """Every method some route serves at the request's path (Starlette's 405 names only one route's)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(405)
+    async def method_not_allowed(request: Request, _: Exception) -> JSONResponse:
+        allow = ", ".join(allowed_methods(app, request.scope))
+        return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
+
     @app.exception_handler(RequestValidationError)
     async def invalid_input(_: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_errors(error.errors())}, status_code=422)
@@ -270,8 +315,7 @@ def _health_routes(app: FastAPI, slot: ServiceSlot, metrics: ServerMetrics, read
         "/metrics",
         tags=["health"],
         dependencies=read,
-        response_class=PlainTextResponse,
-        responses=AUTH_ERRORS,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}, **AUTH_ERRORS},
     )
     def prometheus_metrics() -> Response:
         """Prometheus metrics (any API key, the read-only one included)."""
@@ -353,7 +397,11 @@ def _openmemory_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
     def archive_memories(
         service: ServiceDep, body: m.ArchiveMemoriesRequest, user_id: UserId | None = None
     ) -> m.MessageResponse:
-        """Archive memories: hidden from listings and search, kept in the store."""
+        """Archive memories: hidden from listings and search, kept in the store.
+
+        The user is given as `user_id` in the body or in the query (as OpenMemory takes it); one of
+        the two is required.
+        """
         owner = body.user_id or user_id
         if owner is None:
             raise InvalidRequest("user_id is required (in the body or the query)")
@@ -362,7 +410,10 @@ def _openmemory_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
 
     @app.post(f"{prefix}/actions/pause", tags=["memories"], dependencies=write, responses=WRITE_IDS)
     def pause_memories(service: ServiceDep, body: m.PauseMemoriesRequest) -> m.MessageResponse:
-        """Pause (or set another state on) memories by ids, app, categories, or all of the user's."""
+        """Pause (or set another state on) memories by ids, app, categories, or all of the user's.
+
+        One of `memory_ids`, `category_ids`, `app_id` with `all_for_app`, or `global_pause` is required.
+        """
         scope = MemoryScope(user_id=body.user_id)
         if body.memory_ids:
             count = service.set_state(scope, _ids(body.memory_ids), body.state)
@@ -406,7 +457,10 @@ def _mem0_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
 
     @app.post("/memories", tags=["mem0"], dependencies=write, responses=WRITE_BODY)
     def mem0_add(service: ServiceDep, body: m.Mem0CreateRequest) -> m.Mem0Results:
-        """mem0's add: a text or a list of messages, scoped by user, agent and/or run."""
+        """mem0's add: a text or a list of messages, scoped by user, agent and/or run.
+
+        At least one of `user_id`, `agent_id`, `run_id` is required.
+        """
         messages = (
             body.messages if isinstance(body.messages, str) else [x.model_dump() for x in body.messages]
         )
@@ -425,13 +479,16 @@ def _mem0_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
     def mem0_list(
         service: ServiceDep, user_id: EntityId = None, agent_id: EntityId = None, run_id: EntityId = None
     ) -> m.Mem0Results:
-        """Every active or paused memory in the scope."""
+        """Every active or paused memory in the scope (at least one of user_id, agent_id, run_id)."""
         found = service.list_memories(MemoryScope(user_id=user_id, agent_id=agent_id, run_id=run_id))
         return m.Mem0Results(results=[m.mem0_view(x) for x in found])
 
     @app.post("/search", tags=["mem0"], dependencies=read, responses=READ_BODY)
     def mem0_search(service: ServiceDep, body: m.Mem0SearchRequest) -> m.Mem0Results:
-        """Semantic search over active memories in the scope, with mem0 metadata filters."""
+        """Semantic search over active memories in the scope, with mem0 metadata filters.
+
+        At least one of `user_id`, `agent_id`, `run_id` is required.
+        """
         scope = MemoryScope(user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id)
         found = service.search(scope, body.query, limit=body.top_k, filters=body.filters)
         return m.Mem0Results(results=[m.mem0_view(x) for x in found])
@@ -456,6 +513,6 @@ def _mem0_routes(app: FastAPI, read: list[Any], write: list[Any]) -> None:
         agent_id: EntityId = None,
         run_id: EntityId = None,
     ) -> m.MessageResponse:
-        """Delete one memory; the scope must own it."""
+        """Delete one memory; the scope (at least one of user_id, agent_id, run_id) must own it."""
         service.delete(MemoryScope(user_id=user_id, agent_id=agent_id, run_id=run_id), [str(memory_id)])
         return m.MessageResponse(message="Memory deleted successfully!")

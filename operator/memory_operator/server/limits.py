@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 # Characters of a memory's text, a search query or a message (REST and MCP alike).
 TEXT_MAX_CHARS = 65_536
@@ -21,9 +21,10 @@ MAX_MEMORY_IDS = 1_000
 # Names (apps, categories) in one request.
 MAX_NAMES = 64
 NAME_MAX_CHARS = 253
-# Metadata: nesting of objects and arrays, values in all, characters of a key.
+# Metadata: nesting of objects and arrays, entries of one object or array, characters of a key.
+# (The body limit bounds the whole; these bound the work of walking it and mem0's copies of it.)
 METADATA_MAX_DEPTH = 5
-METADATA_MAX_VALUES = 256
+METADATA_MAX_ITEMS = 64
 KEY_MAX_CHARS = 128
 # Search filters: nesting of AND/OR/NOT, conditions in all (each field and each AND/OR/NOT item
 # counts), values of one list (`in`, `nin`, `field: [values]`).
@@ -59,17 +60,15 @@ def _check_key(key: object) -> None:
 
 
 def bounded_json(value: Any) -> Any:
-    """Metadata as given if it is within the bounds: depth, number of values, keys, valid Unicode."""
+    """Metadata as given if it is within the bounds: depth, entries per container, keys, valid Unicode."""
     pending: list[tuple[Any, int]] = [(value, 0)]
-    values = 0
     while pending:
         item, depth = pending.pop()
-        values += 1
-        if values > METADATA_MAX_VALUES:
-            raise ValueError(f"at most {METADATA_MAX_VALUES} values in all")
         if isinstance(item, Mapping | list):
             if depth >= METADATA_MAX_DEPTH:
                 raise ValueError(f"at most {METADATA_MAX_DEPTH} levels of nesting")
+            if len(item) > METADATA_MAX_ITEMS:
+                raise ValueError(f"at most {METADATA_MAX_ITEMS} entries in an object or array")
             if isinstance(item, Mapping):
                 for key in item:
                     _check_key(key)
@@ -80,6 +79,41 @@ def bounded_json(value: Any) -> Any:
         elif isinstance(item, str):
             unicode_text(item)
     return value
+
+
+def metadata_json_schema() -> dict[str, Any]:
+    """The JSON schema of metadata, bounds included (nesting spelled out level by level)."""
+    scalar: dict[str, Any] = {"type": ["string", "number", "boolean", "null"]}
+    key_names = {"minLength": 1, "maxLength": KEY_MAX_CHARS}
+
+    def values_inside(depth: int) -> dict[str, Any]:
+        # Values of a container at `depth`: scalars, or containers one level deeper while allowed.
+        if depth + 1 >= METADATA_MAX_DEPTH:
+            return scalar
+        inner = values_inside(depth + 1)
+        return {
+            "anyOf": [
+                scalar,
+                {
+                    "type": "object",
+                    "maxProperties": METADATA_MAX_ITEMS,
+                    "propertyNames": key_names,
+                    "additionalProperties": inner,
+                },
+                {"type": "array", "maxItems": METADATA_MAX_ITEMS, "items": inner},
+            ]
+        }
+
+    return {
+        "type": "object",
+        "maxProperties": METADATA_MAX_ITEMS,
+        "propertyNames": key_names,
+        "additionalProperties": values_inside(0),
+        "description": (
+            f"Free-form JSON object: at most {METADATA_MAX_DEPTH} levels of objects and arrays, "
+            f"{METADATA_MAX_ITEMS} entries in each, keys of 1 to {KEY_MAX_CHARS} characters."
+        ),
+    }
 
 
 def _check_scalar(value: object, where: str, kinds: tuple[type, ...] = (str, int, float, bool)) -> None:
@@ -160,16 +194,7 @@ def search_filters(filters: Mapping[str, Any]) -> Mapping[str, Any]:
 UnicodeText = Annotated[str, AfterValidator(unicode_text)]
 Text = Annotated[UnicodeText, Field(min_length=1, max_length=TEXT_MAX_CHARS)]
 Name = Annotated[UnicodeText, Field(min_length=1, max_length=NAME_MAX_CHARS)]
-Metadata = Annotated[
-    dict[str, Any],
-    AfterValidator(bounded_json),
-    Field(
-        description=(
-            f"Free-form JSON object: at most {METADATA_MAX_DEPTH} levels of nesting, "
-            f"{METADATA_MAX_VALUES} values in all, keys of 1 to {KEY_MAX_CHARS} characters."
-        )
-    ),
-]
+Metadata = Annotated[dict[str, Any], AfterValidator(bounded_json), WithJsonSchema(metadata_json_schema())]
 Filters = Annotated[
     dict[str, Any],
     AfterValidator(search_filters),

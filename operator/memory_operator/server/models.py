@@ -7,7 +7,7 @@ import math
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from memory_operator.server.limits import (
     MAX_MEMORY_IDS,
@@ -29,6 +29,30 @@ Names = Annotated[list[Name], Field(max_length=MAX_NAMES)]
 SearchText = Annotated[UnicodeText, Field(max_length=1000)]
 
 
+def _json_integer(value: object) -> object:
+    """A JSON integer: `3` or `3.0` (JSON Schema's integers), not `"3"`, `true` or `3.5`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+def _date_text(value: object) -> object:
+    """JSON has no date type: a date comes as `YYYY-MM-DD` text, never as a number."""
+    if not isinstance(value, str | dt.date):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+# Booleans, integers and dates exactly as the document declares them: no lax coercion of 0 to
+# false, of "3" to 3, or of a number to a date.
+IsoDate = Annotated[dt.date, BeforeValidator(_date_text)]
+Page = Annotated[int, Field(ge=1), BeforeValidator(_json_integer)]
+PageSize = Annotated[int, Field(ge=1, le=100), BeforeValidator(_json_integer)]
+EpochSeconds = Annotated[int, Field(ge=0), BeforeValidator(_json_integer)]
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -40,12 +64,12 @@ class CreateMemoryRequest(Body):
     user_id: EntityId
     text: Text
     metadata: Metadata = Field(default_factory=dict)
-    infer: bool = True
+    infer: StrictBool = True
     """Extract facts with the LLM; ignored (text stored as given) when the server has no LLM."""
     app: Name = "openmemory"
     categories: Names | None = None
     """Also read from `metadata.categories`. Categories set the default expiration date."""
-    expiration_date: dt.date | None = None
+    expiration_date: IsoDate | None = None
     """`YYYY-MM-DD`; defaults from the categories (e.g. incident 90 days, temporary 7 days)."""
     agent_id: EntityId | None = None
     run_id: EntityId | None = None
@@ -73,10 +97,10 @@ class PauseMemoriesRequest(Body):
     memory_ids: Annotated[list[UUID], Field(max_length=MAX_MEMORY_IDS)] | None = None
     app_id: Name | None = None
     """The app (its name) whose memories change state, with `all_for_app`."""
-    all_for_app: bool = False
+    all_for_app: StrictBool = False
     category_ids: Names | None = None
     """Category names whose memories change state."""
-    global_pause: bool = False
+    global_pause: StrictBool = False
     """Every memory of the user."""
     state: MemoryState = MemoryState.paused
     """The new state: `paused` by default, `active` to resume."""
@@ -88,16 +112,16 @@ SortDirection = Literal["asc", "desc"]
 
 class FilterMemoriesRequest(Body):
     user_id: EntityId
-    page: int = Field(default=1, ge=1)
-    size: int = Field(default=10, ge=1, le=100)
+    page: Page = 1
+    size: PageSize = 10
     search_query: SearchText | None = None
     app_ids: Names | None = None
     category_ids: Names | None = None
     sort_column: SortColumn | None = None
     sort_direction: SortDirection | None = None
-    from_date: int | None = Field(default=None, ge=0)
-    to_date: int | None = Field(default=None, ge=0)
-    show_archived: bool = False
+    from_date: EpochSeconds | None = None
+    to_date: EpochSeconds | None = None
+    show_archived: StrictBool = False
 
 
 class MemoryResponse(BaseModel):
@@ -136,8 +160,8 @@ class ErrorResponse(BaseModel):
 
 class NotFoundResponse(BaseModel):
     detail: str
-    memory_ids: list[str]
-    """The requested ids that are not the caller's memories."""
+    memory_ids: list[str] | None = None
+    """The requested ids that are not the caller's memories (absent when no route matched)."""
 
 
 class CategoryResponse(BaseModel):
@@ -178,9 +202,9 @@ class Mem0CreateRequest(Body):
     agent_id: EntityId | None = None
     run_id: EntityId | None = None
     metadata: Metadata = Field(default_factory=dict)
-    infer: bool = True
+    infer: StrictBool = True
     categories: Names | None = None
-    expiration_date: dt.date | None = None
+    expiration_date: IsoDate | None = None
     app: Name | None = None
 
 
@@ -191,7 +215,7 @@ class Mem0SearchRequest(Body):
     run_id: EntityId | None = None
     filters: Filters | None = None
     """mem0 metadata filters (`{"type": "incident"}`, `{"priority": {"gte": 2}}`, AND/OR/NOT)."""
-    top_k: int = Field(default=10, ge=1, le=100)
+    top_k: PageSize = 10
 
 
 class Mem0Memory(BaseModel):
