@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Prepares a development environment in .venv: the project with its embedded and test extras, and the
-# kubectl and helm binaries the tests use. Safe to run again; it only adds what is missing.
+# Prepares a development environment in .venv: the project with its embedded and test extras, the
+# kubectl and helm binaries the tests use, and the Kubernetes control plane the end-to-end tests run
+# against (built from Go modules; needs Go). Safe to run again; it only adds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
 fi
 pip_install -e ".[embedded,test]"
 PYTHON="$VENV/bin/python" bash scripts/install-tools.sh
+if command -v go >/dev/null; then
+    bash scripts/build-control-plane.sh
+else
+    echo "setup: Go is not installed: the end-to-end tests will fail until scripts/build-control-plane.sh" \
+        "has built the control plane (docs/testing.md)" >&2
+fi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from backup.fake_qdrant import FakeQdrant
-from e2e.harness import Client, start_emulator
+from e2e.cluster import Client
 from memory_operator import cli, env
+from support.controlplane import ControlPlane
 
 API_KEY = "qdrant-test-key"
 STORE = "agents"
@@ -39,7 +41,7 @@ def free_port() -> int:
 @pytest.fixture(autouse=True)
 def no_real_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The roles talk to the Kubernetes API: never to the cluster of the machine the tests run on.
-    Tests that want an API point KUBECONFIG at the emulator themselves."""
+    Tests that want an API point KUBECONFIG at the test API server themselves."""
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-cluster-kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
@@ -103,7 +105,9 @@ def role(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
 
 @pytest.fixture
 def base_env(monkeypatch: pytest.MonkeyPatch, qdrant: FakeQdrant) -> pytest.MonkeyPatch:
-    """The environment the operator renders for the backup and restore jobs of one single-node store."""
+    """The environment the operator renders for the backup and restore jobs of one single-node store
+    (in the namespace of the test API server's `kube`, when the test has one)."""
+    namespace = os.environ.get(env.STORE_NAMESPACE) or "team-a"
     for name in vars(env).values():
         if isinstance(name, str) and name.startswith("MEMORY_"):
             monkeypatch.delenv(name, raising=False)
@@ -111,7 +115,7 @@ def base_env(monkeypatch: pytest.MonkeyPatch, qdrant: FakeQdrant) -> pytest.Monk
     monkeypatch.setenv(env.QDRANT_API_KEY, API_KEY)
     monkeypatch.setenv(env.COLLECTION, COLLECTION)
     monkeypatch.setenv(env.STORE_NAME, STORE)
-    monkeypatch.setenv(env.STORE_NAMESPACE, "team-a")
+    monkeypatch.setenv(env.STORE_NAMESPACE, namespace)
     return monkeypatch
 
 
@@ -132,14 +136,24 @@ def s3_env(base_env: pytest.MonkeyPatch, s3: Any, s3_server: str) -> Any:
     return s3
 
 
+class Kube(Client):
+    """The test API server as an administrator, with two namespaces of the test's own."""
+
+    a: str
+    b: str
+
+
+_NAMESPACES = iter(range(1, 10**6))
+
+
 @pytest.fixture
-def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
-    """The in-memory Kubernetes API with the CRDs, reached through KUBECONFIG as outside a cluster."""
-    emulator, client = start_emulator()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(emulator.kubeconfig())
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+def kube(api_server: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Kube:
+    """A real API server with the CRDs, reached through KUBECONFIG as outside a cluster."""
+    client = Kube(api_server)
+    number = next(_NAMESPACES)
+    client.a = client.namespace(f"team-a-{number}", restricted=False)
+    client.b = client.namespace(f"team-b-{number}", restricted=False)
+    monkeypatch.setenv("KUBECONFIG", str(api_server.admin_kubeconfig))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv(env.STORE_NAMESPACE, "team-a")
-    yield client
-    emulator.stop()
+    monkeypatch.setenv(env.STORE_NAMESPACE, client.a)
+    return client

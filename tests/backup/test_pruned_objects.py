@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from backup.conftest import STORE
+from backup.conftest import STORE, Kube
 from backup.test_backup import old_backup
-from e2e.harness import Client
 from memory_operator import env
 from memory_operator.api.backup import MemoryBackupStatus
 from memory_operator.backup.destination import DirectoryDestination
@@ -29,7 +28,7 @@ def memory_backup(namespace: str, name: str, store: str = STORE) -> dict[str, An
     }
 
 
-def names(kube: Client, namespace: str) -> set[str]:
+def names(kube: Kube, namespace: str) -> set[str]:
     return {b["metadata"]["name"] for b in kube.list("MemoryBackup", namespace)}
 
 
@@ -40,24 +39,24 @@ def four_old_backups(backups: Path) -> None:
 
 
 def test_pruning_deletes_the_pruned_backups_memory_backups(
-    dir_env: Path, base_env: pytest.MonkeyPatch, kube: Client, role: Any
+    dir_env: Path, base_env: pytest.MonkeyPatch, kube: Kube, role: Any
 ) -> None:
     four_old_backups(dir_env)
     for name in ("day-1", "day-2", "day-3", "today"):
-        kube.create(memory_backup("team-a", name))
+        kube.create(memory_backup(kube.a, name))
     # Same name as a pruned backup, but another store's: not this store's to prune.
-    kube.create(memory_backup("team-a", "day-4", store="other-store"))
+    kube.create(memory_backup(kube.a, "day-4", store="other-store"))
     # Same store name and backup name in another namespace: another store altogether.
-    kube.create(memory_backup("team-b", "day-3"))
+    kube.create(memory_backup(kube.b, "day-3"))
     base_env.setenv(env.BACKUP_MAX_COUNT, "2")
 
     result = role("backup", "--backup", "today")
 
     assert result.code == 0, result.summary
     assert DirectoryDestination(dir_env).list_backups(STORE) == ["day-1", "today"]
-    assert names(kube, "team-a") == {"day-1", "day-4", "today"}
-    assert kube.get("MemoryBackup", "team-a", "day-4")["spec"]["storeRef"]["name"] == "other-store"  # type: ignore[index]
-    assert names(kube, "team-b") == {"day-3"}
+    assert names(kube, kube.a) == {"day-1", "day-4", "today"}
+    assert kube.get("MemoryBackup", kube.a, "day-4")["spec"]["storeRef"]["name"] == "other-store"  # type: ignore[index]
+    assert names(kube, kube.b) == {"day-3"}
     assert result.summary["pruned"] == ["day-4", "day-3", "day-2"]
     assert "memoryBackupsNotDeleted" not in result.summary
     # The termination message stays a MemoryBackup status the operator can read.

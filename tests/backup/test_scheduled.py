@@ -9,21 +9,20 @@ from typing import Any
 
 import pytest
 
-from backup.conftest import MEMORIES, STORE
-from e2e.harness import Client
+from backup.conftest import MEMORIES, STORE, Kube
 from memory_operator import env
 
 pytestmark = pytest.mark.slow
 
 
-def test_creates_the_runs_memory_backup_once(kube: Client, role: Any) -> None:
+def test_creates_the_runs_memory_backup_once(kube: Kube, role: Any) -> None:
     first = role("backup", "--store", STORE, "--schedule", "*/5 * * * *")
     second = role("backup", "--store", STORE, "--schedule", "*/5 * * * *")
 
     assert first.code == 0 and second.code == 0
     assert first.summary["created"] is True and second.summary["created"] is False
     assert first.summary["backup"] == second.summary["backup"]
-    backups = kube.list("MemoryBackup", "team-a")
+    backups = kube.list("MemoryBackup", kube.a)
     assert len(backups) == 1
     backup = backups[0]
     assert backup["metadata"]["name"] == first.summary["backup"]
@@ -54,7 +53,7 @@ def test_unreachable_api_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_restore_finds_the_backup_through_its_memory_backup(
-    kube: Client, s3_env: Any, s3_server: str, qdrant: Any, base_env: pytest.MonkeyPatch, role: Any
+    kube: Kube, s3_env: Any, s3_server: str, qdrant: Any, base_env: pytest.MonkeyPatch, role: Any
 ) -> None:
     """A store without a destination of its own restores from the location in the MemoryBackup's status."""
     taken = role("backup", "--backup", "b1")
@@ -63,11 +62,11 @@ def test_restore_finds_the_backup_through_its_memory_backup(
         {
             "apiVersion": "memory-operator.io/v1alpha1",
             "kind": "MemoryBackup",
-            "metadata": {"name": "b1", "namespace": "team-a"},
+            "metadata": {"name": "b1", "namespace": kube.a},
             "spec": {"storeRef": {"name": STORE}},
         }
     )
-    kube.patch("MemoryBackup", "team-a", "b1", {"status": taken.summary}, sub="status")
+    kube.patch("MemoryBackup", kube.a, "b1", {"status": taken.summary}, sub="status")
     for name in (env.BACKUP_S3_BUCKET, env.BACKUP_S3_PREFIX, env.BACKUP_S3_ENDPOINT, env.BACKUP_S3_REGION):
         base_env.delenv(name)
     # The AWS SDK's own settings, as a role or the pod's environment would give them.
@@ -83,18 +82,18 @@ def test_restore_finds_the_backup_through_its_memory_backup(
 
 
 def test_restore_from_a_claim_it_cannot_mount_says_so(
-    kube: Client, qdrant: Any, base_env: pytest.MonkeyPatch, role: Any
+    kube: Kube, qdrant: Any, base_env: pytest.MonkeyPatch, role: Any
 ) -> None:
     kube.create(
         {
             "apiVersion": "memory-operator.io/v1alpha1",
             "kind": "MemoryBackup",
-            "metadata": {"name": "b1", "namespace": "team-a"},
+            "metadata": {"name": "b1", "namespace": kube.a},
             "spec": {"storeRef": {"name": STORE}},
         }
     )
     status = {"phase": "Completed", "location": f"pvc://agents-backups/{STORE}/b1/"}
-    kube.patch("MemoryBackup", "team-a", "b1", {"status": status}, sub="status")
+    kube.patch("MemoryBackup", kube.a, "b1", {"status": status}, sub="status")
 
     result = role("restore", "--store", "fresh-store", "--backup", "b1")
 

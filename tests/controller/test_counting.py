@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from e2e.fake_count import FakeCount
-from e2e.harness import free_port
 from memory_operator.api.store import MemoryStore
 from memory_operator.controller import counting
+from support.controlplane import free_port
 
 KEY = "qdrant-5ecret-key"
 

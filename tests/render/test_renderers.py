@@ -50,6 +50,33 @@ def test_every_pod_is_locked_down(representative: list[dict[str, Any]]) -> None:
             assert ":" in container["image"] and not container["image"].endswith(":latest")
 
 
+def job_specs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    if manifest["kind"] == "Job":
+        return [manifest["spec"]]
+    if manifest["kind"] == "CronJob":
+        return [manifest["spec"]["jobTemplate"]["spec"]]
+    return []
+
+
+def test_a_reported_failure_fails_the_job_at_once(representative: list[dict[str, Any]]) -> None:
+    """Exit code 1 is a run that failed and wrote why: the Job fails without retrying the same answer;
+    evictions are not counted against the back-off limit."""
+    specs = [spec for m in representative for spec in job_specs(m)]
+    assert specs
+    for spec in specs:
+        container = spec["template"]["spec"]["containers"][0]["name"]
+        fail, ignore = spec["podFailurePolicy"]["rules"]
+        assert fail == {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": container, "operator": "In", "values": [1]},
+        }
+        assert ignore == {
+            "action": "Ignore",
+            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+        }
+        assert spec["template"]["spec"]["restartPolicy"] == "Never"
+
+
 def test_api_token_only_where_the_api_is_used(representative: list[dict[str, Any]]) -> None:
     for manifest in representative:
         for spec in pod_specs(manifest):

@@ -133,7 +133,9 @@ class Kube:
     ) -> list[dict[str, Any]]:
         query = {"labelSelector": label_selector} if label_selector else {}
         result = await self._run("GET", resource.path(namespace), query=query)
-        return list(result.get("items") or [])
+        # The API server leaves apiVersion and kind out of a list's items: they are the list's.
+        identity = {"apiVersion": resource.api_version, "kind": resource.kind}
+        return [{**identity, **item} for item in result.get("items") or []]
 
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with the operator's field manager, forcing ownership of conflicting fields."""
@@ -219,6 +221,18 @@ class Kube:
                 return False
             raise
         return True
+
+
+def namespace_terminating(error: BaseException) -> bool:
+    """The API server refused new content because the namespace is being deleted: every object in it,
+    the store included, is on its way out, so there is nothing left to converge."""
+    if not isinstance(error, ApiException) or error.status != 403 or not error.body:
+        return False
+    try:
+        causes = (json.loads(error.body).get("details") or {}).get("causes") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(cause.get("reason") == "NamespaceTerminating" for cause in causes)
 
 
 def selector(labels: Mapping[str, str]) -> str:

@@ -40,6 +40,7 @@ from memory_operator.controller.kube import (
     Kube,
     Resource,
     event_target,
+    namespace_terminating,
     selector,
 )
 from memory_operator.controller.settings import (
@@ -132,6 +133,12 @@ class Reconciler:
             self._queued.discard(_queued_key or ("", ""))
             try:
                 phase = await self._reconcile(namespace, name, trigger)
+            except ApiException as error:
+                if not namespace_terminating(error):
+                    metrics.RECONCILES.labels(result="error").inc()
+                    raise
+                logger.info("namespace %s is being deleted: not converging %s", namespace, name)
+                phase = None
             except Exception:
                 metrics.RECONCILES.labels(result="error").inc()
                 raise

@@ -76,12 +76,36 @@ def pod_template(
     }
 
 
+# Exit code 1 is a run that failed and said why in its summary (a missing backup, a checksum mismatch,
+# an unreachable Qdrant): the same pod again gives the same answer, so the Job fails at once and the
+# summary reaches status without waiting for the retries' back-off. Crashes by signal (OOM kill) and
+# evictions are retried within the back-off limit.
+REPORTED_FAILURE_EXIT_CODE = 1
+
+
+def pod_failure_policy(container_name: str) -> dict[str, Any]:
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": container_name,
+                    "operator": "In",
+                    "values": [REPORTED_FAILURE_EXIT_CODE],
+                },
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]
+    }
+
+
 def job_spec(
     template: dict[str, Any], *, backoff_limit: int, active_deadline_seconds: int, ttl: int | None
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "backoffLimit": backoff_limit,
         "activeDeadlineSeconds": active_deadline_seconds,
+        "podFailurePolicy": pod_failure_policy(template["spec"]["containers"][0]["name"]),
     }
     if ttl is not None:
         spec["ttlSecondsAfterFinished"] = ttl
