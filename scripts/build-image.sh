@@ -142,6 +142,13 @@ build_options=(
 )
 pip_build_options
 echo "build-image: building $tag (embedding model: $embedder)"
+previous="$(buildah "${buildah_storage[@]}" inspect --type image --format '{{.FromImageID}}' "$tag" 2>/dev/null || true)"
 start=$SECONDS
 buildah "${buildah_storage[@]}" build --isolation chroot "${build_options[@]}" --tag "$tag" --file Dockerfile .
 echo "build-image: built $tag in $((SECONDS - start)) s"
+# The image this tag named before (over a GB with the model) would stay behind untagged on every rebuild;
+# the build cache is kept (only an image still in use by a container stays).
+current="$(buildah "${buildah_storage[@]}" inspect --type image --format '{{.FromImageID}}' "$tag")"
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+    buildah "${buildah_storage[@]}" rmi "$previous" >/dev/null 2>&1 || true
+fi
