@@ -1,7 +1,7 @@
 """Environment variables and paths by which the operator configures the processes it runs.
 
-The renderers write these into pod specs and the `server`, `expire`, `backup` and `restore` roles read
-them, so both sides name them from here.
+The renderers write these into pod specs and the `server`, `expire`, `backup`, `restore` and
+`collection` roles read them, so both sides name them from here.
 """
 
 import os
@@ -17,6 +17,15 @@ QDRANT_URL = "MEMORY_QDRANT_URL"
 QDRANT_API_KEY = "MEMORY_QDRANT_API_KEY"
 # The collection that holds the memories.
 COLLECTION = "MEMORY_COLLECTION"
+# The collection job: the spec's settings of the collection, which it creates or brings a live one to
+# (the number of Qdrant peers to wait for is that of QDRANT_PEERS).
+COLLECTION_VECTOR_SIZE = "MEMORY_COLLECTION_VECTOR_SIZE"
+COLLECTION_DISTANCE = "MEMORY_COLLECTION_DISTANCE"
+COLLECTION_ON_DISK = "MEMORY_COLLECTION_ON_DISK"
+COLLECTION_SHARD_NUMBER = "MEMORY_COLLECTION_SHARD_NUMBER"
+COLLECTION_REPLICATION_FACTOR = "MEMORY_COLLECTION_REPLICATION_FACTOR"
+# Whether mem0's `<collection>_entities` collection is made as well (`true`/`false`).
+COLLECTION_ENTITIES = "MEMORY_COLLECTION_ENTITIES"
 # Keys clients present to the memory server (read-write and read-only).
 API_KEY = "MEMORY_API_KEY"
 READ_ONLY_API_KEY = "MEMORY_READ_ONLY_API_KEY"
@@ -32,6 +41,8 @@ LLM_API_KEY = "MEMORY_LLM_API_KEY"
 LLM_BASE_URL = "MEMORY_LLM_BASE_URL"
 # YAML file with custom categories, custom instructions and per-category default expiration.
 SERVER_CONFIG_FILE = "MEMORY_SERVER_CONFIG_FILE"
+# Browser origins allowed to call the memory server (CORS), comma-separated; unset means none.
+CORS_ALLOWED_ORIGINS = "MEMORY_CORS_ALLOWED_ORIGINS"
 # JSON file with a MemoryPolicy's spec, for the expiration job.
 POLICY_FILE = "MEMORY_POLICY_FILE"
 # Base URL of the memory server, for jobs that must go through its API (the openmemory flavor).
@@ -76,8 +87,5 @@ BACKUP_DIR = "MEMORY_BACKUP_DIR"
 # Retention: completed backups kept at most, and the age (e.g. `30d`) beyond which they are pruned.
 BACKUP_MAX_COUNT = "MEMORY_BACKUP_MAX_COUNT"
 BACKUP_MAX_AGE = "MEMORY_BACKUP_MAX_AGE"
-# The store's backup cron schedule, so that the scheduled job names its MemoryBackup after the time the
-# schedule fired (a retried pod then finds the same name).
-BACKUP_SCHEDULE = "MEMORY_BACKUP_SCHEDULE"
 # Restore: the store the backup was taken from, when it differs from the store being restored.
 BACKUP_SOURCE_STORE = "MEMORY_BACKUP_SOURCE_STORE"

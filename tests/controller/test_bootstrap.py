@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
+from memory_operator import labels
 from memory_operator.api.store import MemoryStore
-from memory_operator.controller import bootstrap, status
-from memory_operator.render import Credentials, render_store
-from memory_operator.render.meta import RESTORE_LABEL
+from memory_operator.controller import bootstrap
+from memory_operator.labels import RESTORE as RESTORE_LABEL
+from memory_operator.render import Credentials, Directives, render_store
 
 
 def make_store(from_backup: str | None = "nightly-1", replicas: int = 2) -> MemoryStore:
@@ -34,6 +35,7 @@ def decide(
     backup_body: dict[str, Any] | None = None,
     job_body: dict[str, Any] | None = None,
     job_error: str | None = None,
+    retry: str | None = None,
 ) -> bootstrap.Bootstrap:
     return bootstrap.decide(
         store or make_store(),
@@ -42,6 +44,7 @@ def decide(
         job=job_body,
         job_error=job_error,
         generation=4,
+        retry=retry,
     )
 
 
@@ -55,7 +58,7 @@ def test_completed_backup_starts_the_restore_and_holds_the_server() -> None:
     assert decision.run_job
     assert decision.held is not None and decision.held.phase == "Provisioning"
     assert decision.condition is not None
-    assert (decision.condition["status"], decision.condition["reason"]) == ("False", "RestoreRunning")
+    assert (decision.condition.status, decision.condition.reason) == ("False", "RestoreRunning")
     assert decision.restored_from is None and not decision.warning
 
 
@@ -69,7 +72,7 @@ def test_succeeded_job_releases_the_server_and_is_remembered() -> None:
     decision = decide(backup_body=backup("Completed"), job_body=job("Complete"))
     assert decision.held is None and not decision.run_job
     assert decision.restored_from == "nightly-1"
-    assert decision.condition is not None and decision.condition["status"] == "True"
+    assert decision.condition is not None and decision.condition.status == "True"
     assert decision.just_restored
 
 
@@ -86,8 +89,8 @@ def test_failed_job_fails_the_store_with_the_jobs_error() -> None:
     assert decision.held is not None and decision.held.phase == "Failed"
     assert not decision.run_job
     assert decision.warning
-    assert decision.condition is not None and decision.condition["reason"] == "RestoreFailed"
-    assert "snapshot corrupt" in decision.condition["message"]
+    assert decision.condition is not None and decision.condition.reason == "RestoreFailed"
+    assert "snapshot corrupt" in decision.condition.message
     assert decision.restored_from is None
 
 
@@ -112,53 +115,57 @@ def test_backup_not_completed_runs_no_job(
     assert not decision.run_job
     assert decision.held is not None and (decision.held.phase, decision.held.reason) == (phase, reason)
     assert decision.warning is warning
-    assert decision.condition is not None and "nightly-1" in decision.condition["message"]
+    assert decision.condition is not None and "nightly-1" in decision.condition.message
 
 
-def rendered(store: MemoryStore) -> list[dict[str, Any]]:
-    return render_store(store, (), credentials=Credentials("a", "b", "c"))
+def job_with_attempt(outcome: str | None, attempt: str | None) -> dict[str, Any]:
+    body = job(outcome)
+    body["metadata"]["namespace"] = "agents"
+    if attempt:
+        body["metadata"]["annotations"] = {labels.RESTORE_ATTEMPT: attempt}
+    return body
 
 
-def test_shape_holds_the_deployment_and_drops_the_job_when_told() -> None:
-    store = make_store()
-    manifests = rendered(store)
-    held = bootstrap.shape(manifests, decide(backup_body=None))
-    assert not [m for m in held if bootstrap.is_restore_job(m)]
-    assert next(m for m in held if m["kind"] == "Deployment")["spec"]["replicas"] == 0
-    running = bootstrap.shape(manifests, decide(backup_body=backup("Completed")))
-    job_manifest = next(m for m in running if bootstrap.is_restore_job(m))
-    assert job_manifest["metadata"]["labels"][RESTORE_LABEL] == "nightly-1"
-    done = bootstrap.shape(manifests, decide(restored_from="nightly-1"))
-    assert next(m for m in done if m["kind"] == "Deployment")["spec"]["replicas"] == 2
-    assert not [m for m in done if bootstrap.is_restore_job(m)]
-    # The renderer's own output is left untouched.
-    assert next(m for m in manifests if m["kind"] == "Deployment")["spec"]["replicas"] == 2
+def test_failed_job_says_how_to_retry() -> None:
+    decision = decide(backup_body=backup("Completed"), job_body=job_with_attempt("Failed", None))
+    assert decision.condition is not None and labels.RETRY_RESTORE in decision.condition.message
+    assert decision.delete == []
 
 
-def test_held_server_makes_the_store_not_ready_even_with_every_workload_ready() -> None:
-    ready = {
-        "metadata": {"generation": 1},
-        "status": {"observedGeneration": 1, "readyReplicas": 1, "updatedReplicas": 1},
-    }
-    decision = decide(backup_body=backup("Completed"), job_body=job(None))
-    assert decision.condition is not None
-    result = status.observed_status(
-        {},
-        generation=4,
-        statefulset=ready,
-        deployment={"metadata": {"generation": 1}, "status": {"observedGeneration": 1}},
-        qdrant_replicas=1,
-        server_replicas=2,
-        credentials_secret="mem-api-keys",
-        endpoints={},
-        expiration=None,
-        now="T",
-        held=decision.held,
-        extra=[decision.condition],
+def test_a_new_retry_value_deletes_the_failed_job_then_runs_a_new_one() -> None:
+    failed = job_with_attempt("Failed", None)
+    retrying = decide(backup_body=backup("Completed"), job_body=failed, retry="1")
+    assert [(r.kind, r.name) for r in retrying.delete] == [("Job", "mem-restore")]
+    assert not retrying.run_job and retrying.held is not None and retrying.held.reason == "RestoreRetrying"
+    # Once the failed Job is gone, the new one runs, annotated with the value it answers.
+    again = decide(backup_body=backup("Completed"), job_body=None, retry="1")
+    assert again.run_job and again.attempt == "1"
+    # A Job of that attempt that fails too is not retried until the value changes again.
+    failed_again = decide(
+        backup_body=backup("Completed"), job_body=job_with_attempt("Failed", "1"), retry="1"
     )
-    conditions = {c["type"]: c for c in result["conditions"]}
-    assert result["phase"] == "Provisioning"
-    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "RestoreRunning")
-    assert conditions["ServerReady"]["status"] == "False"
-    assert conditions["VectorStoreReady"]["status"] == "True"
-    assert conditions["Restored"]["reason"] == "RestoreRunning"
+    assert (
+        failed_again.delete == []
+        and failed_again.held is not None
+        and failed_again.held.reason == "RestoreFailed"
+    )
+
+
+def test_directives_hold_the_deployment_and_add_the_job() -> None:
+    store = make_store()
+    keys = Credentials("a", "b", "c")
+    held = render_store(store, (), credentials=keys, directives=Directives(hold_server=True))
+    assert not [m for m in held if m["kind"] == "Job"]
+    assert next(m for m in held if m["kind"] == "Deployment")["spec"]["replicas"] == 0
+    running = render_store(
+        store,
+        (),
+        credentials=keys,
+        directives=Directives(restore=True, restore_attempt="2", hold_server=True),
+    )
+    job_manifest = next(m for m in running if m["kind"] == "Job")
+    assert job_manifest["metadata"]["labels"][RESTORE_LABEL] == "nightly-1"
+    assert job_manifest["metadata"]["annotations"] == {labels.RESTORE_ATTEMPT: "2"}
+    done = render_store(store, (), credentials=keys)
+    assert next(m for m in done if m["kind"] == "Deployment")["spec"]["replicas"] == 2
+    assert not [m for m in done if m["kind"] == "Job"]

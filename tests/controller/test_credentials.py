@@ -15,6 +15,9 @@ def store(**auth: Any) -> MemoryStore:
     )
 
 
+FRESH = credentials.Credentials.generate()
+
+
 def secret(**values: str) -> dict[str, Any]:
     return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}}
 
@@ -26,10 +29,11 @@ def test_missing_keys_are_generated_and_distinct() -> None:
         qdrant_secret=None,
         existing_secret=None,
         generated_secret_name="s-keys",
+        fresh=FRESH,
     )
     assert result.problem is None and result.secret_name == "s-keys"
     keys = result.credentials
-    assert keys is not None
+    assert keys == FRESH
     assert len({keys.api_key, keys.read_only_api_key, keys.qdrant_api_key}) == 3
     assert all(len(k) >= 32 for k in (keys.api_key, keys.read_only_api_key, keys.qdrant_api_key))
 
@@ -41,6 +45,7 @@ def test_existing_keys_are_never_regenerated() -> None:
         qdrant_secret=secret(**{"api-key": "q"}),
         existing_secret=None,
         generated_secret_name="s-keys",
+        fresh=FRESH,
     )
     keys = result.credentials
     assert keys is not None and (keys.api_key, keys.read_only_api_key, keys.qdrant_api_key) == (
@@ -57,9 +62,10 @@ def test_only_the_missing_key_is_generated() -> None:
         qdrant_secret=None,
         existing_secret=None,
         generated_secret_name="s-keys",
+        fresh=FRESH,
     )
     keys = result.credentials
-    assert keys is not None and keys.api_key == "rw" and keys.read_only_api_key not in ("", "rw")
+    assert keys is not None and keys.api_key == "rw" and keys.read_only_api_key == FRESH.read_only_api_key
 
 
 def test_users_secret_is_adopted_with_its_own_key_names() -> None:
@@ -69,14 +75,12 @@ def test_users_secret_is_adopted_with_its_own_key_names() -> None:
         qdrant_secret=secret(**{"api-key": "q"}),
         existing_secret=secret(token="user-key"),
         generated_secret_name="s-keys",
+        fresh=FRESH,
     )
     assert result.problem is None and result.secret_name == "mine"
     keys = result.credentials
-    assert keys is not None and (keys.api_key, keys.read_only_api_key, keys.qdrant_api_key) == (
-        "user-key",
-        "",
-        "q",
-    )
+    # The client keys stay in the user's Secret (the pods read it); Qdrant's key is the operator's.
+    assert keys is not None and (keys.api_key, keys.read_only_api_key, keys.qdrant_api_key) == ("", "", "q")
 
 
 def test_missing_users_secret_or_key_is_a_problem_that_never_shows_keys() -> None:
@@ -86,6 +90,7 @@ def test_missing_users_secret_or_key_is_a_problem_that_never_shows_keys() -> Non
         qdrant_secret=None,
         existing_secret=None,
         generated_secret_name="s-keys",
+        fresh=FRESH,
     )
     assert missing.credentials is None and missing.problem is not None
     assert missing.problem.reason == "SecretNotFound" and "mine" in missing.problem.message
@@ -95,6 +100,7 @@ def test_missing_users_secret_or_key_is_a_problem_that_never_shows_keys() -> Non
         qdrant_secret=None,
         existing_secret=secret(other="secret-value"),
         generated_secret_name="s-keys",
+        fresh=FRESH,
     )
     assert no_key.problem is not None and no_key.problem.reason == "SecretKeyMissing"
     assert "secret-value" not in repr(no_key) + no_key.problem.message
@@ -107,6 +113,7 @@ def test_resolution_repr_hides_keys() -> None:
         qdrant_secret=None,
         existing_secret=None,
         generated_secret_name="s-keys",
+        fresh=FRESH,
     )
     assert "very-secret" not in repr(result)
 

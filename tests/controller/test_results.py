@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from memory_operator.api.backup import CollectionSnapshot, MemoryBackupStatus
+from memory_operator.api.jobs import ExpirationSummary, RuleSummary
 from memory_operator.backup.summary import fit
 from memory_operator.controller import results
-from memory_operator.expire.summary import ExpirationSummary, RuleSummary
 
 
 def pod(message: str, finished: str = "2025-01-01T00:00:00Z") -> dict:

@@ -27,10 +27,8 @@ def reasons(problems: list[validation.Problem]) -> list[str]:
     return [p.reason for p in problems]
 
 
-def check(s: MemoryStore, sts: Any = None, claims: Any = (), annotations: Any = None) -> list[str]:
-    return reasons(
-        validation.check_spec(s, statefulset=sts, vector_claims=claims, annotations=annotations or {})
-    )
+def check(s: MemoryStore, sts: Any = None, claims: Any = ()) -> list[str]:
+    return reasons(validation.check_spec(s, statefulset=sts, vector_claims=claims))
 
 
 def test_default_store_is_fine() -> None:
@@ -55,16 +53,6 @@ def test_storage_shrink_refused_but_growth_allowed() -> None:
     assert check(store(vectorStore={"storage": {"size": "20Gi"}}), None, [claim]) == ["StorageShrinkRefused"]
 
 
-def test_immutable_fields_compared_with_last_applied() -> None:
-    applied = validation.encode_immutable(validation.immutable_fields(store()))
-    annotations = {validation.APPLIED_SPEC_ANNOTATION: applied}
-    assert check(store(), annotations=annotations) == []
-    renamed = store(vectorStore={"collection": {"name": "other"}})
-    problems = validation.check_spec(renamed, statefulset=None, vector_claims=(), annotations=annotations)
-    assert reasons(problems) == ["ImmutableFieldChanged"]
-    assert "spec.vectorStore.collection.name" in problems[0].message
-
-
 def test_referenced_secrets() -> None:
     s = store(
         server={
@@ -81,3 +69,11 @@ def test_referenced_secrets() -> None:
         "SecretKeyMissing"
     ]
     assert validation.secret_problems(s, {"openai": {"data": {"key": "eA=="}}}) == []
+
+
+def test_a_secret_of_the_user_is_known_by_its_keys_digests() -> None:
+    """The operator's cache keeps other people's Secrets as digests: present, empty, absent keys."""
+    view = {"digests": {"key": "0" * 64, "empty": validation.EMPTY_DIGEST}}
+    assert validation.secret_has_key(view, "key")
+    assert not validation.secret_has_key(view, "empty")
+    assert not validation.secret_has_key(view, "other")

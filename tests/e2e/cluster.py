@@ -292,6 +292,7 @@ class OperatorProcess:
             "MEMORY_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "MEMORY_OPERATOR_BIND_ADDRESS": "127.0.0.1",
             "MEMORY_OPERATOR_RESYNC_SECONDS": str(self.resync),
+            "MEMORY_OPERATOR_SCHEDULE_CHECK_SECONDS": "2",
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -382,18 +383,28 @@ def operator_command(client: Client) -> tuple[list[str], dict[str, str]]:
     return args, env
 
 
-def audit_writes(
-    plane: ControlPlane, namespace: str, since: float, user: str = OPERATOR_USER
+def audit_requests(
+    plane: ControlPlane,
+    namespace: str,
+    since: float,
+    verbs: Iterable[str] = WRITE_VERBS,
+    user: str = OPERATOR_USER,
 ) -> list[dict[str, Any]]:
-    """Writes `user` made in `namespace` after `since` (epoch seconds), from the apiserver's audit log."""
+    """Requests of `user` with these verbs in `namespace` after `since` (epoch seconds), from the
+    apiserver's audit log."""
+    wanted = set(verbs)
     return [
         event
         for event in plane.audit_events()
         if event.get("user", {}).get("username") == user
-        and event.get("verb") in WRITE_VERBS
+        and event.get("verb") in wanted
         and (event.get("objectRef") or {}).get("namespace") == namespace
         and _epoch(event["stageTimestamp"]) >= since
     ]
+
+
+def audit_writes(plane: ControlPlane, namespace: str, since: float) -> list[dict[str, Any]]:
+    return audit_requests(plane, namespace, since)
 
 
 def forbidden(plane: ControlPlane, since: float, user: str = OPERATOR_USER) -> list[str]:

@@ -12,9 +12,16 @@ from e2e.conftest import Cluster
 from e2e.test_store import create_store, phase, wait_phase, warning_events
 from memory_operator import env
 from memory_operator.api.store import MemoryStore
-from memory_operator.backup.main import memory_backup_body
-from memory_operator.controller import outcomes
 from memory_operator.render import names
+
+
+def memory_backup(ns: str, store_name: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "memory-operator.io/v1alpha1",
+        "kind": "MemoryBackup",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"storeRef": {"name": store_name}},
+    }
 
 
 def backup_store(ns: str) -> dict[str, Any]:
@@ -37,19 +44,21 @@ def qdrant_key(cluster: Cluster, ns: str, s: MemoryStore) -> str:
     return secret_value(secret, "api-key")
 
 
-def test_scheduled_and_manual_backups_run_and_report(cluster: Cluster, tmp_path: Path) -> None:
+def test_backups_run_one_at_a_time_and_report(cluster: Cluster, tmp_path: Path) -> None:
     ns = cluster.client.namespace("backup")
     s = create_store(cluster, backup_store(ns))
     wait_for(lambda: phase(cluster, ns, "bk"), "the store reconciled")
-    # Exactly what the scheduled CronJob (`backup --store bk`) creates, then exits.
-    scheduled = memory_backup_body(ns, "bk", "bk-202501010300")
-    created = cluster.client.create(scheduled)
-    job_name = outcomes.backup_job_name("bk-202501010300")
+    created = cluster.client.create(memory_backup(ns, "bk", "bk-202501010300"))
+    # A second backup waits for the first: one backup of a store at a time.
+    cluster.client.create(memory_backup(ns, "bk", "by-hand"))
+    job_name = names.backup_job_name("bk-202501010300")
     job = wait_for(lambda: cluster.client.get("Job", ns, job_name), "the backup Job")
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["backup", "--store", "bk", "--backup", "bk-202501010300"]
     assert job["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
     wait_for(lambda: backup_phase(cluster, ns, "bk-202501010300") == "Running", "phase Running")
+    assert backup_phase(cluster, ns, "by-hand") == "Pending"
+    assert cluster.client.get("Job", ns, names.backup_job_name("by-hand")) is None
 
     # The Job's command runs here with its pod's environment, against a Qdrant node holding the
     # store's collection, onto a folder standing in for the backup claim.
@@ -78,19 +87,16 @@ def test_scheduled_and_manual_backups_run_and_report(cluster: Cluster, tmp_path:
         lambda: (b := cluster.client.get("MemoryStore", ns, "bk")) and b["status"].get("lastBackup") and b,
         "lastBackup",
     )
-    assert body["status"]["lastBackup"]["name"] == "bk-202501010300"
-    assert body["status"]["lastBackup"]["phase"] == "Completed"
-    assert condition(body, "LastBackupSucceeded")["status"] == "True"
-
-    cluster.client.create(
-        {
-            "apiVersion": "memory-operator.io/v1alpha1",
-            "kind": "MemoryBackup",
-            "metadata": {"name": "by-hand", "namespace": ns},
-            "spec": {"storeRef": {"name": "bk"}},
-        }
+    # The newest backup is the one waiting; the last one to finish succeeded.
+    assert body["status"]["lastBackup"]["name"] == "by-hand"
+    wait_for(
+        lambda: (
+            condition(cluster.client.get("MemoryStore", ns, "bk"), "LastBackupSucceeded")["status"] == "True"
+        ),
+        "LastBackupSucceeded=True",
     )
-    job_name = outcomes.backup_job_name("by-hand")
+
+    job_name = names.backup_job_name("by-hand")
     wait_for(lambda: cluster.client.get("Job", ns, job_name), "the manual backup Job")
     cluster.jobs.finish(ns, job_name, {"phase": "Failed", "error": "no space left"}, succeeded=False)
     wait_for(lambda: backup_phase(cluster, ns, "by-hand") == "Failed", "phase Failed")
@@ -112,8 +118,8 @@ def completed_backup(cluster: Cluster, ns: str, source: str, backup_name: str, f
     """A MemoryBackup of store `source`, taken for real by its Job's command onto a folder standing in
     for the store's backup claim (under `files`), then Completed."""
     s = create_store(cluster, store(ns, source, backup={"destination": {"pvc": {"size": "1Gi"}}}))
-    cluster.client.create(memory_backup_body(ns, source, backup_name))
-    job_name = outcomes.backup_job_name(backup_name)
+    cluster.client.create(memory_backup(ns, source, backup_name))
+    job_name = names.backup_job_name(backup_name)
     wait_for(lambda: cluster.client.get("Job", ns, job_name), "the backup Job")
     qdrant = FakeQdrant(api_key=qdrant_key(cluster, ns, s)).start()
     try:
@@ -230,3 +236,52 @@ def test_restore_from_a_missing_backup_runs_no_job(cluster: Cluster) -> None:
     wait_for(lambda: warning_events(cluster, ns, "MemoryStore", "orphan", "BackupNotFound"), "a Warning")
     assert cluster.client.get("Job", ns, names.restore_job_name(s)) is None
     assert server_replicas(cluster, ns, s) == 0
+
+
+def test_the_operator_takes_scheduled_backups(cluster: Cluster) -> None:
+    ns = cluster.client.namespace("schedule")
+    every_minute = {"schedule": "* * * * *", "destination": {"pvc": {"size": "1Gi"}}}
+    create_store(cluster, store(ns, "cron", backup=every_minute))
+
+    def scheduled() -> list[dict[str, Any]]:
+        return [
+            b
+            for b in cluster.client.list("MemoryBackup", ns)
+            if b["metadata"]["labels"].get("memory-operator.io/scheduled") == "true"
+        ]
+
+    first = wait_for(lambda: scheduled(), "a scheduled MemoryBackup", timeout=120)[0]
+    name = first["metadata"]["name"]
+    assert name.startswith("cron-") and first["spec"] == {"storeRef": {"name": "cron"}}
+    job = wait_for(lambda: cluster.client.get("Job", ns, names.backup_job_name(name)), "its Job")
+    assert job["metadata"]["ownerReferences"][0]["uid"] == first["metadata"]["uid"]
+    # While it runs, no later tick starts another one.
+    cluster.client.patch("MemoryStore", ns, "cron", {"spec": {"backup": {"suspend": True}}})
+    assert len(scheduled()) == 1
+
+
+def test_a_failed_restore_runs_again_on_request(cluster: Cluster, tmp_path: Path) -> None:
+    ns = cluster.client.namespace("restore-retry")
+    completed_backup(cluster, ns, "src", "src-1", tmp_path)
+    s = create_store(cluster, store(ns, "again", bootstrap={"fromBackup": {"name": "src-1"}}))
+    job_name = names.restore_job_name(s)
+    first = wait_for(lambda: cluster.client.get("Job", ns, job_name), "the restore Job")
+    cluster.jobs.finish(ns, job_name, {"phase": "Failed", "error": "Qdrant was down"}, succeeded=False)
+    failed = wait_phase(cluster, ns, "again", "Failed")
+    assert "memory-operator.io/retry-restore" in condition(failed, "Restored")["message"]
+
+    cluster.client.patch(
+        "MemoryStore", ns, "again", {"metadata": {"annotations": {"memory-operator.io/retry-restore": "1"}}}
+    )
+    second = wait_for(
+        lambda: (
+            (j := cluster.client.get("Job", ns, job_name))
+            and j["metadata"]["uid"] != first["metadata"]["uid"]
+            and j
+        ),
+        "a new restore Job",
+    )
+    assert second["metadata"]["annotations"]["memory-operator.io/restore-attempt"] == "1"
+    cluster.jobs.finish(ns, job_name, {"phase": "Completed", "restored": ["memories"]})
+    ready = wait_phase(cluster, ns, "again", "Ready")
+    assert ready["status"]["restoredFrom"] == "src-1"

@@ -14,7 +14,6 @@ from e2e.conftest import Cluster
 from e2e.test_backup import backup_phase
 from e2e.test_store import wait_phase
 from memory_operator.api.backup import CollectionSnapshot, MemoryBackupStatus
-from memory_operator.controller import outcomes
 from memory_operator.render import names
 from test_crds import INVALID, TRANSITIONS
 
@@ -46,7 +45,7 @@ def secret(ns: str, name: str, data: dict[str, str]) -> dict[str, Any]:
 
 
 def finish_backup(cluster: Cluster, ns: str, backup: str) -> None:
-    job = outcomes.backup_job_name(backup)
+    job = names.backup_job_name(backup)
     wait_for(lambda: cluster.client.get("Job", ns, job), f"the Job of backup {backup}")
     summary = MemoryBackupStatus(
         phase="Completed",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from e2e.cluster import ApiError, audit_writes, condition, store, wait_for
+from e2e.cluster import ApiError, audit_requests, audit_writes, condition, store, wait_for
 from e2e.conftest import Cluster
 from memory_operator.api.store import MemoryStore
 from memory_operator.render import Credentials, RenderSettings, names, render_store
@@ -111,6 +111,9 @@ def test_converged_store_costs_no_write(cluster: Cluster) -> None:
     since, before = time.time(), reconciles(cluster)
     time.sleep(7)  # two drift-repair periods of the operator
     assert audit_writes(cluster.plane, ns, since) == []
+    # It read nothing either: a reconcile reads the operator's watch cache.
+    reads = audit_requests(cluster.plane, ns, since, verbs=("get", "list"))
+    assert reads == [], [(e["verb"], e["requestURI"]) for e in reads]
     assert reconciles(cluster) >= before + 2  # the store was reconciled meanwhile, and wrote nothing
 
 

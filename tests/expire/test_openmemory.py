@@ -17,10 +17,10 @@ import httpx
 import pytest
 from qdrant_client import QdrantClient
 
+from memory_operator.api.jobs import ExpirationSummary
 from memory_operator.api.policy import MemoryPolicySpec
 from memory_operator.expire import purge
 from memory_operator.expire.openmemory import OpenMemoryDeleter, ServerError
-from memory_operator.expire.summary import ExpirationSummary
 
 from .conftest import COLLECTION, SEEDS, Dataset, point_ids
 from .test_purge import STANDARD, STANDARD_DELETES

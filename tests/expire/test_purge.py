@@ -11,10 +11,10 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from memory_operator.api.jobs import ExpirationSummary
 from memory_operator.api.policy import MemoryPolicySpec
 from memory_operator.expire import purge
 from memory_operator.expire.rules import EXPIRATION_DATE_RULE
-from memory_operator.expire.summary import ExpirationSummary
 
 from .conftest import COLLECTION, DIMS, Dataset, open_mem0, point_ids
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from memory_operator.api.jobs import ExpirationSummary, RuleSummary
 from memory_operator.api.policy import StoreRun
 from memory_operator.controller import results
-from memory_operator.expire.summary import ExpirationSummary, RuleSummary
 
 
 def summary() -> ExpirationSummary:

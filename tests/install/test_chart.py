@@ -35,6 +35,7 @@ OPERATOR_NAMESPACED: Permissions = {
     ("", "configmaps"): ALL_VERBS,
     ("", "secrets"): ALL_VERBS,
     ("", "persistentvolumeclaims"): ALL_VERBS,
+    ("", "serviceaccounts"): ALL_VERBS,
     ("", "pods"): READ,
     ("", "events"): {"create", "patch"},
     ("apps", "statefulsets"): ALL_VERBS,

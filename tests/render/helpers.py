@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from memory_operator.api import MemoryPolicy, MemoryStore
-from memory_operator.render import Credentials, RenderSettings, render_store
+from memory_operator.render import Credentials, Directives, RenderSettings, render_store
 
 NAMESPACE = "agents"
 # Fixed keys, so that two renderings can be compared byte for byte.
@@ -126,13 +126,28 @@ def make_policy(name: str = "ttl", **spec: Any) -> MemoryPolicy:
 POLICIES = [make_policy("ttl"), make_policy("sessions", dryRun=True, schedule="@hourly")]
 
 
+BACKUP_NAME = "mem-202501010200"
+
+
+def every_job(store: MemoryStore) -> Directives:
+    """Directives that add every Job the store can have: one backup's, and the restore's."""
+    return Directives(
+        backups=(BACKUP_NAME,) if store.spec.backup is not None else (),
+        restore=store.spec.bootstrap is not None,
+        hold_server=store.spec.bootstrap is not None,
+    )
+
+
 def render(
     spec: dict[str, Any] | None = None,
     policies: list[MemoryPolicy] | None = None,
     credentials: Credentials | None = CREDENTIALS,
     settings: RenderSettings = SETTINGS,
+    directives: Directives | None = None,
 ) -> list[dict[str, Any]]:
-    return render_store(make_store(spec), policies or [], settings, credentials)
+    store = make_store(spec)
+    chosen = every_job(store) if directives is None else directives
+    return render_store(store, policies or [], settings, credentials, chosen)
 
 
 def one(manifests: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:

@@ -9,10 +9,11 @@ from typing import Any
 import yaml
 
 import memory_operator
-from memory_operator import env, images
-from memory_operator.render import RenderSettings, names
-from memory_operator.render.meta import CONFIG_CHECKSUM_ANNOTATION
+from memory_operator import env, images, labels
+from memory_operator.labels import CONFIG_CHECKSUM as CONFIG_CHECKSUM_ANNOTATION
+from memory_operator.render import Directives, RenderSettings, names
 from render.helpers import (
+    BACKUP_NAME,
     CREDENTIALS,
     POLICIES,
     REPRESENTATIVE_SPECS,
@@ -162,13 +163,15 @@ def test_names_of_the_longest_stores_fit_and_stay_distinct() -> None:
     for fn, limit in [
         (names.qdrant_statefulset_name, 52),
         (names.server_deployment_name, 63),
-        (names.backup_cronjob_name, 52),
+        (names.restore_job_name, 63),
         (names.credentials_secret_name, 63),
     ]:
         assert len(fn(long_a)) <= limit
         assert fn(long_a) != fn(long_b)
         assert fn(long_a) == fn(make_store(name="a" * 41 + "-one"))
     assert len(names.expiration_cronjob_name(long_a, "p" * 63)) <= 52
+    assert len(names.backup_job_name("b" * 63)) <= 63
+    assert names.backup_job_name("b" * 63) != names.backup_job_name("b" * 62 + "c")
     assert names.qdrant_statefulset_name(make_store(name="short")) == "short-qdrant"
 
 
@@ -186,7 +189,10 @@ def test_single_node_qdrant() -> None:
     container = sts["spec"]["template"]["spec"]["containers"][0]
     variables = env_of(container)
     assert sts["spec"]["replicas"] == 1
-    assert "command" not in container, "a single node runs the image's own entrypoint"
+    # The image's own entrypoint, after raising the open-files limit as Qdrant's chart does.
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    assert container["command"][2].startswith('ulimit -n "$(ulimit -Hn)"')
+    assert container["command"][2].rstrip().endswith("exec /qdrant/entrypoint.sh")
     assert "QDRANT__CLUSTER__ENABLED" not in variables
     assert variables["QDRANT__SERVICE__API_KEY"] == {
         "secretKeyRef": {"name": names.qdrant_secret_name(STORE), "key": "api-key"}
@@ -442,14 +448,15 @@ def test_qdrant_network_policy() -> None:
     assert spec["podSelector"]["matchLabels"].items() <= sts_labels.items()
     api_rule, p2p_rule = spec["ingress"]
     assert [p["port"] for p in api_rule["ports"]] == [6333, 6334]
-    assert [p["port"] for p in p2p_rule["ports"]] == [6335]
+    # Peers also reach each other's REST port: the `snapshot` shard transfer method downloads over it.
+    assert [p["port"] for p in p2p_rule["ports"]] == [6333, 6335]
     server_peer, job_peer, operator_peer = api_rule["from"]
     assert server_peer["podSelector"]["matchLabels"].items() <= server_labels.items()
     assert job_peer["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "memory-operator",
         "memory-operator.io/store": "mem",
     }
-    assert job_peer["podSelector"]["matchExpressions"][0]["values"] == ["backup", "expiration"]
+    assert job_peer["podSelector"]["matchExpressions"][0]["values"] == ["backup", "expiration", "collection"]
     assert operator_peer == {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "memory-operator"}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "memory-operator"}},
@@ -568,16 +575,26 @@ def test_openmemory_expiration_goes_through_the_server() -> None:
 
 
 def _backup_container(manifests: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    cronjob = one(manifests, "CronJob", names.backup_cronjob_name(STORE))
-    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    job = one(manifests, "Job", names.backup_job_name(BACKUP_NAME))
+    pod = job["spec"]["template"]["spec"]
     return pod, pod["containers"][0]
 
 
 def test_no_backup_without_spec() -> None:
-    manifests = render({})
-    assert names.backup_cronjob_name(STORE) not in [m["metadata"]["name"] for m in manifests]
+    manifests = render({}, directives=Directives(backups=(BACKUP_NAME,)))
     assert "PersistentVolumeClaim" not in kinds(manifests)
     assert "Job" not in kinds(manifests)
+    assert "CronJob" not in kinds(manifests)
+
+
+def test_backups_are_jobs_the_operator_runs_not_a_cronjob() -> None:
+    spec = REPRESENTATIVE_SPECS["backup-pvc"]
+    assert "CronJob" not in kinds(render(spec))
+    assert "Job" not in kinds(render(spec, directives=Directives()))
+    job = one(render(spec), "Job", names.backup_job_name(BACKUP_NAME))
+    assert job["metadata"]["labels"][labels.BACKUP] == BACKUP_NAME
+    assert job["spec"]["template"]["metadata"]["labels"][labels.BACKUP] == BACKUP_NAME
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
 
 
 def test_backup_to_a_claim_the_operator_creates() -> None:
@@ -585,16 +602,11 @@ def test_backup_to_a_claim_the_operator_creates() -> None:
     claim = one(manifests, "PersistentVolumeClaim", "mem-backups")
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
     assert claim["spec"]["storageClassName"] == "standard"
-    cronjob = one(manifests, "CronJob", names.backup_cronjob_name(STORE))
-    assert cronjob["spec"]["suspend"] is False
-    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
-    assert cronjob["spec"]["schedule"] == "0 2 * * *"
     pod, container = _backup_container(manifests)
     variables = env_of(container)
-    assert container["args"] == ["backup", "--store", "mem"]
+    assert container["args"] == ["backup", "--store", "mem", "--backup", BACKUP_NAME]
     assert variables[env.BACKUP_DIR] == "/backups"
     assert variables[env.BACKUP_MAX_COUNT] == "7" and variables[env.BACKUP_MAX_AGE] == "30d"
-    assert variables[env.BACKUP_SCHEDULE] == "0 2 * * *"
     assert env.BACKUP_S3_BUCKET not in variables
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/backups")
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
@@ -612,9 +624,6 @@ def test_backup_to_an_existing_claim() -> None:
 def test_backup_to_s3() -> None:
     manifests = render(REPRESENTATIVE_SPECS["backup-s3"])
     assert "PersistentVolumeClaim" not in kinds(manifests)
-    cronjob = one(manifests, "CronJob", names.backup_cronjob_name(STORE))
-    assert cronjob["spec"]["suspend"] is True
-    assert cronjob["spec"]["schedule"] == "15 1 * * *"
     _, container = _backup_container(manifests)
     variables = env_of(container)
     assert variables[env.BACKUP_S3_BUCKET] == "memories"

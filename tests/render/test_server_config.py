@@ -10,9 +10,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from memory_operator import env
+from memory_operator import env, labels
 from memory_operator.api.store import ServerConfigSpec
-from memory_operator.render import meta, names
+from memory_operator.render import names
 from memory_operator.render.server import CONFIG_KEY
 from memory_operator.server.config import load_config
 from render.helpers import SERVER_CONFIG, kinds, make_store, one, render
@@ -31,7 +31,7 @@ def server_pod(manifests: list[dict[str, Any]]) -> dict[str, Any]:
 
 def checksum_of(manifests: list[dict[str, Any]]) -> str | None:
     annotations = server_pod(manifests)["metadata"].get("annotations") or {}
-    return annotations.get(meta.CONFIG_CHECKSUM_ANNOTATION)
+    return annotations.get(labels.CONFIG_CHECKSUM)
 
 
 def test_without_config_no_configmap_mount_env_or_checksum() -> None:

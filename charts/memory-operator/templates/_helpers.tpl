@@ -67,7 +67,7 @@ Namespaced resources only; `memory-operator.clusterRules` holds the cluster-scop
   resources: ["memorystores/finalizers", "memorybackups/finalizers"]
   verbs: ["update"]
 - apiGroups: [""]
-  resources: ["services", "configmaps", "secrets", "persistentvolumeclaims"]
+  resources: ["services", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # Pods are read only, for the results of jobs.
 - apiGroups: [""]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from memory_operator.api.common import ApiModel, Condition, ObjectMeta, ObjectName, cel
+from memory_operator.api.common import ApiModel, Condition, ObjectMeta, ObjectName, cel, list_map
 
 KIND = "MemoryBackup"
 PLURAL = "memorybackups"
@@ -62,7 +62,7 @@ class MemoryBackupStatus(ApiModel):
     """One snapshot per collection and node."""
     error: str | None = None
     """Why the backup failed."""
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=list_map("type"))
     """`Ready` when completed."""
     observed_generation: int | None = None
     """The `metadata.generation` last reconciled."""

@@ -24,6 +24,12 @@ Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)]
 ObjectName = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=63)]
 
 
+def list_map(*keys: str) -> dict[str, Any]:
+    """A list whose items are identified by `keys`: server-side apply merges it item by item, so that
+    several writers (field managers) can each own their items."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
+
+
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
     """A CEL validation rule for a schema, checked by the API server on every write."""
     validation: dict[str, Any] = {"rule": rule, "message": message}
@@ -35,6 +41,11 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any
 def immutable(field: str) -> dict[str, Any]:
     """A rule that `field` of the schema's object never changes once the object exists."""
     return cel(f"self.{field} == oldSelf.{field}", f"{field} is immutable", f".{field}")
+
+
+def rules(*schemas: dict[str, Any]) -> dict[str, Any]:
+    """Several schema extras' CEL rules together."""
+    return {"x-kubernetes-validations": [v for s in schemas for v in s.get("x-kubernetes-validations", [])]}
 
 
 def immutable_when_set(field: str) -> dict[str, Any]:
@@ -145,3 +156,5 @@ class ObjectMeta(BaseModel):
     generation: int | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    creation_timestamp: str | None = None
+    deletion_timestamp: str | None = None

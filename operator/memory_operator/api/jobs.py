@@ -1,7 +1,8 @@
-"""What an expiration run did: printed as JSON and left as the container's termination message.
+"""What the jobs report: JSON printed and left as their container's termination message.
 
-The controller reads the termination message of a finished Job's pod and turns it into the policy's
-`lastRuns` entry with `ExpirationSummary.to_store_run`.
+The controller reads the termination message of a finished Job's pod: an expiration run becomes the
+policy's `lastRuns` entry (`ExpirationSummary.to_store_run`), a backup's summary is its MemoryBackup
+status (`MemoryBackupStatus`), a restore's says what it restored or why it failed.
 """
 
 from __future__ import annotations
@@ -87,6 +88,15 @@ class ExpirationSummary(_Wire):
             rules=[RuleResult(name=r.name, matched=r.matched, deleted=r.deleted) for r in self.rules],
             error=self.error,
         )
+
+
+class RestoreSummary(_Wire):
+    """The outcome of a restore: the collections restored, or why it failed."""
+
+    phase: str = ""
+    error: str | None = None
+    location: str | None = None
+    """Where the backup was read from."""
 
 
 def _dump(summary: ExpirationSummary) -> str:

@@ -14,6 +14,7 @@ from memory_operator.api.common import (
     LabelSelector,
     ObjectMeta,
     cel,
+    list_map,
 )
 
 KIND = "MemoryPolicy"
@@ -101,6 +102,8 @@ class StoreRun(ApiModel):
     """Name of the MemoryStore."""
     time: str
     """When the run finished (RFC 3339)."""
+    job: str | None = None
+    """The Job that ran it."""
     succeeded: bool = True
     """Whether the run succeeded."""
     dry_run: bool = False
@@ -122,9 +125,9 @@ class MemoryPolicyStatus(ApiModel):
 
     matched_stores: list[str] = Field(default_factory=list)
     """Names of the MemoryStores the policy selects."""
-    last_runs: list[StoreRun] = Field(default_factory=list)
+    last_runs: list[StoreRun] = Field(default_factory=list, json_schema_extra=list_map("store"))
     """Last run per store."""
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=list_map("type"))
     """`Ready` and `LastRunSucceeded`."""
     observed_generation: int | None = None
     """The `metadata.generation` last reconciled."""

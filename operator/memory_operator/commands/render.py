@@ -1,8 +1,11 @@
 """`memory-operator render`: print the manifests the operator would apply for stores, like `helm template`.
 
-Reads MemoryStores and MemoryPolicies from YAML files (several documents each; `-` is stdin), applies
-each policy to the stores of its namespace whose labels its selector matches, and prints every child
-manifest as multi-document YAML. Nothing talks to a cluster.
+Reads MemoryStores, MemoryPolicies and MemoryBackups from YAML files (several documents each; `-` is
+stdin) and prints every child manifest as multi-document YAML, decided by the operator's own code from
+those objects: each policy applies to the stores of its namespace whose labels its selector matches, an
+unfinished MemoryBackup of a store gets its Job, and a store restoring from a Completed MemoryBackup
+gets its restore Job and a held server (unless its `status.restoredFrom` says it is done). Nothing
+talks to a cluster.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="FILE",
-        help="YAML file with MemoryStores and MemoryPolicies (repeatable; - reads stdin)",
+        help="YAML file with MemoryStores, MemoryPolicies and MemoryBackups (repeatable; - reads stdin)",
     )
     parser.add_argument(
         "--no-secrets", action="store_true", help="leave out the Secrets (and so the generated keys)"
@@ -118,46 +121,72 @@ def _with_default_namespace(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def parse(docs: Iterable[Document]) -> tuple[list[Any], list[Any]]:
-    """The MemoryStores and MemoryPolicies among the documents, validated."""
+KINDS = ("MemoryStore", "MemoryPolicy", "MemoryBackup")
+
+
+def parse(docs: Iterable[Document]) -> dict[str, list[dict[str, Any]]]:
+    """The MemoryStores, MemoryPolicies and MemoryBackups among the documents, validated, by kind
+    (each as its body, in its namespace)."""
     from pydantic import ValidationError
 
-    from memory_operator.api import GROUP, MemoryPolicy, MemoryStore
+    from memory_operator.api import GROUP, MemoryBackup, MemoryPolicy, MemoryStore
 
-    models: dict[str, type[MemoryStore] | type[MemoryPolicy]] = {
+    models: dict[str, Any] = {
         "MemoryStore": MemoryStore,
         "MemoryPolicy": MemoryPolicy,
+        "MemoryBackup": MemoryBackup,
     }
-    stores: list[MemoryStore] = []
-    policies: list[MemoryPolicy] = []
+    found: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     for doc in docs:
         kind = doc.body.get("kind")
         api_version = str(doc.body.get("apiVersion", ""))
         if kind not in models or not api_version.startswith(f"{GROUP}/"):
             continue
         name = str((doc.body.get("metadata") or {}).get("name", "<unnamed>"))
+        body = _with_default_namespace(doc.body)
         try:
-            obj = models[kind].model_validate(_with_default_namespace(doc.body))
+            models[kind].model_validate(body)
         except ValidationError as error:
             raise InvalidInput(validation_message(doc.source, kind, name, error)) from None
-        if isinstance(obj, MemoryStore):
-            stores.append(obj)
-        else:
-            policies.append(obj)
-    return stores, policies
+        found[kind].append(body)
+    return found
+
+
+def render_documents(
+    found: dict[str, list[dict[str, Any]]], settings: Any, with_secrets: bool
+) -> list[dict[str, Any]]:
+    """Every child manifest of every store, as the operator decides them from these objects alone."""
+    from memory_operator.api import MemoryStore
+    from memory_operator.controller import decide
+    from memory_operator.controller.snapshot import Snapshot
+    from memory_operator.render import Credentials
+
+    manifests: list[dict[str, Any]] = []
+    for body in found["MemoryStore"]:
+        namespace = body["metadata"]["namespace"]
+        snap = Snapshot(
+            body=body,
+            policies=[p for p in found["MemoryPolicy"] if p["metadata"]["namespace"] == namespace],
+            backups=[b for b in found["MemoryBackup"] if b["metadata"]["namespace"] == namespace],
+        )
+        store = MemoryStore.model_validate(body)
+        restore = decide.restore_decision(store, snap, decide.previous_status(body))
+        keys = Credentials.generate() if with_secrets else None
+        manifests += decide.children_of(store, snap, settings, keys, restore)
+    return manifests
 
 
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from memory_operator.render import Credentials, RenderSettings, render_store
+    from memory_operator.render import RenderSettings
 
     try:
-        stores, policies = parse(documents(args.files))
+        found = parse(documents(args.files))
     except InvalidInput as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INVALID
-    if not stores:
+    if not found["MemoryStore"]:
         print("error: no MemoryStore (memory-operator.io) found in the input", file=sys.stderr)
         return EXIT_INVALID
     settings = RenderSettings(
@@ -165,18 +194,6 @@ def run(args: argparse.Namespace) -> int:
         job_service_account=args.job_service_account,
         operator_namespace=args.operator_namespace or None,
     )
-    manifests: list[dict[str, Any]] = []
-    for store in stores:
-        selecting = sorted(
-            (
-                p
-                for p in policies
-                if p.metadata.namespace == store.metadata.namespace
-                and p.spec.selector.matches(store.metadata.labels)
-            ),
-            key=lambda p: p.metadata.name,
-        )
-        credentials = None if args.no_secrets else Credentials.generate()
-        manifests += render_store(store, selecting, settings, credentials)
+    manifests = render_documents(found, settings, with_secrets=not args.no_secrets)
     sys.stdout.write(yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True))
     return 0

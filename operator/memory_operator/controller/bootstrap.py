@@ -2,19 +2,21 @@
 
 A restore runs once: the server is held at zero replicas until the restore Job has succeeded, and the
 store remembers the backup in `status.restoredFrom`, so that deleting the finished Job never restores
-again on top of live data. A failed restore keeps the server held; deleting the failed Job retries.
+again on top of live data. A failed restore keeps the server held; a new value of the store's
+`memory-operator.io/retry-restore` annotation deletes the failed Job and runs a new one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from memory_operator.api.store import MemoryStore
-from memory_operator.controller import results
-from memory_operator.controller.status import Condition, Held, condition
-from memory_operator.render.meta import RESTORE_LABEL
+from memory_operator import labels
+from memory_operator.api.common import Condition
+from memory_operator.api.store import MemoryStore, Phase
+from memory_operator.controller import plan, results
+from memory_operator.controller.status import Held, condition
 
 CONDITION = "Restored"
 
@@ -33,20 +35,32 @@ class Bootstrap:
     """The `Restored` condition; `None` for a store without `bootstrap.fromBackup`."""
     warning: bool = False
     """Whether the condition's message deserves a Warning Event."""
+    attempt: str | None = None
+    """The `retry-restore` value the restore Job answers."""
+    delete: list[plan.ObjectRef] = field(default_factory=list)
+    """The failed restore Job, deleted so that a new one can run."""
 
     @property
     def just_restored(self) -> bool:
-        return self.condition is not None and self.condition["reason"] == "Restored" and self.held is None
+        return self.condition is not None and self.condition.reason == "Restored" and self.held is None
 
 
 def _held(
-    phase: str, reason: str, message: str, generation: int | None, *, warning: bool = False, run: bool = False
+    phase: Phase,
+    reason: str,
+    message: str,
+    generation: int | None,
+    *,
+    warning: bool = False,
+    run: bool = False,
+    attempt: str | None = None,
 ) -> Bootstrap:
     return Bootstrap(
         run_job=run,
         held=Held(phase, reason, message),
         condition=condition(CONDITION, False, reason, message, generation),
         warning=warning,
+        attempt=attempt if run else None,
     )
 
 
@@ -58,8 +72,12 @@ def decide(
     job: Mapping[str, Any] | None,
     job_error: str | None,
     generation: int | None,
+    retry: str | None = None,
 ) -> Bootstrap:
-    """What to do about the restore, from the store's status, its MemoryBackup and its restore Job."""
+    """What to do about the restore, from the store's status, its MemoryBackup and its restore Job.
+
+    `retry` is the store's `retry-restore` annotation: a value the failed Job was not made for runs
+    the restore again."""
     source = store.spec.bootstrap.from_backup if store.spec.bootstrap else None
     if source is None:
         return Bootstrap(restored_from=restored_from)
@@ -73,19 +91,11 @@ def decide(
             ),
         )
     if job is not None and finished is False:
-        job_name = job["metadata"]["name"]
-        why = job_error or "it left no summary; see its pod's logs"
-        return _held(
-            "Failed",
-            "RestoreFailed",
-            f"restore Job {job_name} from MemoryBackup {name} failed: {why}; the server stays stopped "
-            f"(delete the Job to retry)",
-            generation,
-            warning=True,
-        )
+        return _failed(job, name, job_error, generation, retry)
     if job is not None:
         message = f"restoring MemoryBackup {name}; the server starts once the restore Job succeeds"
-        return _held("Provisioning", "RestoreRunning", message, generation, run=True)
+        attempt = (job["metadata"].get("annotations") or {}).get(labels.RESTORE_ATTEMPT)
+        return _held("Provisioning", "RestoreRunning", message, generation, run=True, attempt=attempt)
     if backup is None:
         return _held(
             "Failed",
@@ -97,7 +107,7 @@ def decide(
     backup_phase = (backup.get("status") or {}).get("phase") or "Pending"
     if backup_phase == "Completed":
         message = f"restoring MemoryBackup {name}; the server starts once the restore Job succeeds"
-        return _held("Provisioning", "RestoreRunning", message, generation, run=True)
+        return _held("Provisioning", "RestoreRunning", message, generation, run=True, attempt=retry)
     if backup_phase == "Failed":
         return _held(
             "Failed",
@@ -114,17 +124,23 @@ def decide(
     )
 
 
-def is_restore_job(manifest: Mapping[str, Any]) -> bool:
-    return manifest["kind"] == "Job" and RESTORE_LABEL in (manifest["metadata"].get("labels") or {})
-
-
-def shape(manifests: Sequence[Mapping[str, Any]], decision: Bootstrap) -> list[dict[str, Any]]:
-    """The rendered children as the decision wants them: the restore Job or not, the server held or not."""
-    result: list[dict[str, Any]] = []
-    for manifest in manifests:
-        if is_restore_job(manifest) and not decision.run_job:
-            continue
-        if manifest["kind"] == "Deployment" and decision.held is not None:
-            manifest = {**manifest, "spec": {**manifest["spec"], "replicas": 0}}
-        result.append(dict(manifest))
-    return result
+def _failed(
+    job: Mapping[str, Any], name: str, job_error: str | None, generation: int | None, retry: str | None
+) -> Bootstrap:
+    """A failed restore Job: the server stays held; a new `retry-restore` value runs the restore again."""
+    job_name = job["metadata"]["name"]
+    attempt = (job["metadata"].get("annotations") or {}).get(labels.RESTORE_ATTEMPT)
+    if retry and retry != attempt:
+        message = f"restore Job {job_name} failed; running it again ({labels.RETRY_RESTORE}: {retry})"
+        held = _held("Provisioning", "RestoreRetrying", message, generation)
+        ref = plan.ObjectRef("batch/v1", "Job", str(job["metadata"].get("namespace", "")), job_name)
+        return Bootstrap(held=held.held, condition=held.condition, delete=[ref])
+    why = job_error or "it left no summary; see its pod's logs"
+    return _held(
+        "Failed",
+        "RestoreFailed",
+        f"restore Job {job_name} from MemoryBackup {name} failed: {why}; the server stays stopped "
+        f"(set the store's annotation {labels.RETRY_RESTORE} to a new value to retry)",
+        generation,
+        warning=True,
+    )

@@ -6,10 +6,16 @@ Best effort: a count that fails leaves the last one in status and never fails a 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
+from memory_operator import labels
 from memory_operator.api.store import MemoryStore
+from memory_operator.controller.cache import Cache
+from memory_operator.controller.credentials import secret_values
 from memory_operator.render import names
 
 logger = logging.getLogger("memory_operator.controller")
@@ -18,6 +24,8 @@ logger = logging.getLogger("memory_operator.controller")
 # (the store) and `{namespace}`, e.g. `http://127.0.0.1:6333`.
 QDRANT_URL_TEMPLATE_ENV = "MEMORY_OPERATOR_QDRANT_URL_TEMPLATE"
 COUNT_TIMEOUT_SECONDS = 5.0
+# The count is a status field of its own writer, apart from the reconcile's.
+FIELD_MANAGER = "memory-operator-count"
 
 
 def qdrant_base_url(store: MemoryStore, template: str | None) -> str:
@@ -40,3 +48,16 @@ async def count_points(
         # The message names the URL and status at most, never the request's headers (the key).
         logger.info("could not count the points of %s: %s: %s", url, type(error).__name__, error)
         return None
+
+
+async def count_store(cache: Cache, body: Mapping[str, Any], template: str | None) -> int | None:
+    """The points of the store's collection, with the Qdrant key from the store's own Secret."""
+    try:
+        store = MemoryStore.model_validate(body)
+    except ValidationError:
+        return None
+    secret = cache.secret(store.metadata.namespace, names.qdrant_secret_name(store))
+    key = secret_values(secret).get(labels.QDRANT_API_KEY)
+    if not key:
+        return None
+    return await count_points(qdrant_base_url(store, template), names.memory_collection(store), key)

@@ -10,11 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from memory_operator import labels
 from memory_operator.api.store import MemoryStore
-from memory_operator.controller.validation import Problem
+from memory_operator.controller.validation import Problem, secret_has_key
 from memory_operator.render import Credentials
-
-QDRANT_KEY = "api-key"
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,12 @@ def resolve(
     qdrant_secret: Mapping[str, Any] | None,
     existing_secret: Mapping[str, Any] | None,
     generated_secret_name: str,
+    fresh: Credentials,
 ) -> Resolution:
-    """Keep every key that exists, generate only the missing ones, adopt the user's Secret when named."""
+    """Keep every key that exists, take from `fresh` only the missing ones, adopt the user's Secret when
+    named (it is read for its keys' presence only: the pods take its values themselves)."""
     auth = store.spec.auth
-    fresh = Credentials.generate()
-    qdrant_key = secret_values(qdrant_secret).get(QDRANT_KEY) or fresh.qdrant_api_key
+    qdrant_key = secret_values(qdrant_secret).get(labels.QDRANT_API_KEY) or fresh.qdrant_api_key
     if auth.existing_secret:
         name = auth.existing_secret
         if existing_secret is None:
@@ -62,8 +62,7 @@ def resolve(
                     f"{store.metadata.namespace}; create it with key {auth.api_key_key}",
                 ),
             )
-        user = secret_values(existing_secret)
-        if not user.get(auth.api_key_key):
+        if not secret_has_key(existing_secret, auth.api_key_key):
             return Resolution(
                 None,
                 name,
@@ -72,14 +71,8 @@ def resolve(
                     f"Secret {name} has no key {auth.api_key_key} (spec.auth.apiKeyKey); add it",
                 ),
             )
-        return Resolution(
-            Credentials(
-                api_key=user[auth.api_key_key],
-                read_only_api_key=user.get(auth.read_only_api_key_key, ""),
-                qdrant_api_key=qdrant_key,
-            ),
-            name,
-        )
+        # The client keys stay in the user's Secret: nothing renders them.
+        return Resolution(Credentials(api_key="", read_only_api_key="", qdrant_api_key=qdrant_key), name)
     own = secret_values(generated_secret)
     return Resolution(
         Credentials(

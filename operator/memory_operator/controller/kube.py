@@ -128,15 +128,6 @@ class Kube:
                 return None
             raise
 
-    async def list(
-        self, resource: Resource, namespace: str | None, label_selector: str | None = None
-    ) -> list[dict[str, Any]]:
-        query = {"labelSelector": label_selector} if label_selector else {}
-        result = await self._run("GET", resource.path(namespace), query=query)
-        # The API server leaves apiVersion and kind out of a list's items: they are the list's.
-        identity = {"apiVersion": resource.api_version, "kind": resource.kind}
-        return [{**identity, **item} for item in result.get("items") or []]
-
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with the operator's field manager, forcing ownership of conflicting fields."""
         resource = resource_of(manifest)
@@ -179,10 +170,39 @@ class Kube:
                 return None
             raise
 
-    async def patch_status(
-        self, resource: Resource, namespace: str, name: str, status: Mapping[str, Any]
+    async def apply_status(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        manager: str = FIELD_MANAGER,
     ) -> dict[str, Any] | None:
-        return await self.patch(resource, namespace, name, {"status": dict(status)}, subresource="status")
+        """Server-side apply of the fields of `status` that `manager` owns; `None` when the object is gone.
+
+        Each writer of a status has a field manager of its own: it owns what it applies, drops what it
+        no longer applies, and never takes a field of another writer."""
+        metrics.API_WRITES.labels(kind=resource.kind).inc()
+        body = {
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "status": json.loads(json.dumps(dict(status))),
+        }
+        try:
+            return dict(
+                await self._run(
+                    "PATCH",
+                    resource.path(namespace, name, "status"),
+                    query={"fieldManager": manager, "force": "true"},
+                    body=body,
+                    content_type=APPLY,
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
 
     async def create(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
         """Create an object; `None` when it already exists."""

@@ -63,7 +63,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=float(env.get("MEMORY_OPERATOR_RESYNC_SECONDS", "300") or 300),
         help=argparse.SUPPRESS,
     )
-    parser.add_argument("--worker-limit", type=int, default=20, help=argparse.SUPPRESS)
+    # How often a store with a backup schedule checks for a due tick (tests shorten it).
+    parser.add_argument(
+        "--schedule-check-seconds",
+        type=float,
+        default=float(env.get("MEMORY_OPERATOR_SCHEDULE_CHECK_SECONDS", "30") or 30),
+        help=argparse.SUPPRESS,
+    )
+    # At most this many objects handled at once (0: no limit).
+    parser.add_argument("--worker-limit", type=int, default=0, help=argparse.SUPPRESS)
     # Tests reach Qdrant at a local address instead of its in-cluster Service (memoryCount).
     parser.add_argument(
         "--qdrant-url-template",

@@ -20,7 +20,9 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
-HASH_ANNOTATION = "memory-operator.io/applied-hash"
+from memory_operator import labels
+
+HASH_ANNOTATION = labels.APPLIED_HASH
 # Kinds the operator deletes when no longer rendered. PersistentVolumeClaims hold data and Secrets hold
 # keys that clients already use: those are never pruned.
 PRUNABLE_KINDS = frozenset(
@@ -124,6 +126,10 @@ def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> b
     return not is_subset(comparable(desired), live)
 
 
+# Kinds made once and never changed: a Job's pod template is immutable, and a Job runs to its end.
+CREATE_ONCE_KINDS = frozenset({"Job"})
+
+
 def plan(desired: Sequence[Mapping[str, Any]], existing: Iterable[Mapping[str, Any]]) -> Plan:
     """Compare stamped desired manifests with the live children listed by the store's labels."""
     live_by_ref = {ObjectRef.of(obj): obj for obj in existing}
@@ -132,7 +138,10 @@ def plan(desired: Sequence[Mapping[str, Any]], existing: Iterable[Mapping[str, A
     for manifest in desired:
         ref = ObjectRef.of(manifest)
         desired_refs.add(ref)
-        if needs_apply(manifest, live_by_ref.get(ref)):
+        live = live_by_ref.get(ref)
+        if live is not None and ref.kind in CREATE_ONCE_KINDS:
+            result.unchanged += 1
+        elif needs_apply(manifest, live):
             result.apply.append(dict(manifest))
         else:
             result.unchanged += 1
@@ -143,6 +152,14 @@ def plan(desired: Sequence[Mapping[str, Any]], existing: Iterable[Mapping[str, A
             continue
         result.prune.append(ref)
     return result
+
+
+def claim_template_pattern(statefulset: Mapping[str, Any]) -> re.Pattern[str]:
+    """Names of the claims a StatefulSet makes from its volume templates: `<template>-<sts>-<ordinal>`."""
+    sts_name = statefulset["metadata"]["name"]
+    templates = [t["metadata"]["name"] for t in statefulset.get("spec", {}).get("volumeClaimTemplates") or []]
+    alternatives = "|".join(re.escape(t) for t in templates) or "(?!)"
+    return re.compile(rf"^(?:{alternatives})-{re.escape(sts_name)}-\d+$")
 
 
 def claim_templates_changed(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:

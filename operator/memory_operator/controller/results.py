@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from memory_operator.api.backup import MemoryBackupStatus
-from memory_operator.expire.summary import ExpirationSummary
+from memory_operator.api.jobs import ExpirationSummary
 
 # Status messages stay short: the whole story is in the job's log.
 MAX_ERROR = 4096

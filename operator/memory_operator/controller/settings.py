@@ -8,18 +8,16 @@ from dataclasses import dataclass
 
 import kopf
 
-PREFIX = "memory-operator.io"
+from memory_operator import labels
+from memory_operator.controller import cache
+
 # Kopf keeps its progress and last-handled spec under a subdomain of ours, so that our own annotations
 # (e.g. memory-operator.io/paused) stay part of what Kopf compares to detect changes.
-KOPF_PREFIX = f"kopf.{PREFIX}"
-FINALIZER = f"{PREFIX}/finalizer"
-PAUSED_ANNOTATION = f"{PREFIX}/paused"
-RETAINED_FROM_LABEL = f"{PREFIX}/retained-from"
-STORE_LABEL = f"{PREFIX}/store"
-POLICY_LABEL = f"{PREFIX}/policy"
-BACKUP_LABEL = f"{PREFIX}/backup"
-RESULT_ANNOTATION = f"{PREFIX}/result-recorded"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "memory-operator"}
+KOPF_PREFIX = f"kopf.{labels.PREFIX}"
+FINALIZER = f"{labels.PREFIX}/finalizer"
+# How long an object's worker waits for more events before it frees its slot. Kopf's default (5 s)
+# admits a burst of new objects in waves; events of one object still come together within it.
+IDLE_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,8 @@ class Options:
     log_format: str
     verbose: bool
     resync_seconds: float
-    worker_limit: int
+    schedule_check_seconds: float
+    worker_limit: int | None
     qdrant_url_template: str | None = None
 
     @classmethod
@@ -53,7 +52,8 @@ class Options:
             log_format=args.log_format,
             verbose=bool(args.verbose),
             resync_seconds=float(args.resync_seconds),
-            worker_limit=int(args.worker_limit),
+            schedule_check_seconds=float(args.schedule_check_seconds),
+            worker_limit=int(args.worker_limit) if args.worker_limit else None,
             qdrant_url_template=getattr(args, "qdrant_url_template", None) or None,
         )
 
@@ -71,6 +71,8 @@ def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> No
     settings.watching.reconnect_backoff = 1.0
     settings.networking.request_timeout = 60
     settings.queueing.worker_limit = options.worker_limit
+    settings.batching.idle_timeout = IDLE_TIMEOUT_SECONDS
+    cache.configure_watches(settings)
     # Only explicit kopf.event()/kopf.warn() calls become Events, not every log line.
     settings.posting.loggers = False
     settings.posting.level = logging.INFO

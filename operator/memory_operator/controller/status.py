@@ -1,4 +1,4 @@
-"""The store's status from what the cluster reports, not from what the operator asked for."""
+"""Statuses built from the API's status models, from what the cluster reports, not what was asked for."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from memory_operator.api.common import Condition
+from memory_operator.api.store import Endpoints, MemoryStoreStatus, Phase
 from memory_operator.controller.validation import Problem
-
-Condition = dict[str, Any]
 
 
 def now_rfc3339() -> str:
@@ -18,33 +18,44 @@ def now_rfc3339() -> str:
 
 def condition(type_: str, ok: bool | None, reason: str, message: str, generation: int | None) -> Condition:
     status = "Unknown" if ok is None else ("True" if ok else "False")
-    result: Condition = {"type": type_, "status": status, "reason": reason, "message": message}
-    if generation is not None:
-        result["observedGeneration"] = generation
+    return Condition(
+        type=type_, status=status, reason=reason, message=message, observed_generation=generation
+    )
+
+
+def set_condition(conditions: Sequence[Condition], update: Condition, now: str) -> list[Condition]:
+    """`conditions` with `update` in place of its type; the transition time moves only with the status."""
+    old = next((c for c in conditions if c.type == update.type), None)
+    kept = old.last_transition_time if old is not None and old.status == update.status else None
+    new = update.model_copy(update={"last_transition_time": kept or now})
+    if old is None:
+        return [*conditions, new]
+    return [new if c.type == update.type else c for c in conditions]
+
+
+def set_conditions(
+    conditions: Sequence[Condition], updates: Iterable[Condition], now: str
+) -> list[Condition]:
+    result = list(conditions)
+    for update in updates:
+        result = set_condition(result, update, now)
     return result
 
 
-def merge_conditions(
-    previous: Iterable[Mapping[str, Any]], updates: Iterable[Condition], now: str
-) -> list[Condition]:
-    """Replace conditions by type; `lastTransitionTime` moves only when a condition's status changes."""
-    merged = {c["type"]: dict(c) for c in previous}
-    for update in updates:
-        old = merged.get(update["type"])
-        new = dict(update)
-        if old is not None and old.get("status") == new["status"] and old.get("lastTransitionTime"):
-            new["lastTransitionTime"] = old["lastTransitionTime"]
-        else:
-            new["lastTransitionTime"] = now
-        merged[update["type"]] = new
-    return list(merged.values())
+def find(conditions: Sequence[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
+
+
+def is_true(conditions: Sequence[Condition], type_: str) -> bool:
+    found = find(conditions, type_)
+    return found is not None and found.status == "True"
 
 
 @dataclass(frozen=True)
 class Held:
     """The memory server is kept from serving on purpose (e.g. until a restore has succeeded)."""
 
-    phase: str
+    phase: Phase
     """The store's phase meanwhile: `Provisioning`, or `Failed` when it cannot go on by itself."""
     reason: str
     message: str
@@ -62,7 +73,8 @@ class Workload:
     message: str
 
 
-def workload(obj: Mapping[str, Any] | None, what: str, desired: int) -> Workload:
+def workload(obj: Mapping[str, Any] | None, what: str, desired: int, applying: bool = False) -> Workload:
+    """`applying`: the operator is writing a new spec now, so the live status describes the old one."""
     if obj is None:
         return Workload(False, desired, 0, False, "NotCreated", f"the {what} does not exist yet")
     status = obj.get("status") or {}
@@ -70,7 +82,7 @@ def workload(obj: Mapping[str, Any] | None, what: str, desired: int) -> Workload
     observed = status.get("observedGeneration")
     ready = int(status.get("readyReplicas") or 0)
     updated = int(status.get("updatedReplicas") or 0)
-    if generation is not None and (observed is None or observed < generation):
+    if applying or (generation is not None and (observed is None or observed < generation)):
         return Workload(
             True, desired, ready, False, "Progressing", f"the {what} has not seen its new spec yet"
         )
@@ -85,7 +97,7 @@ def workload(obj: Mapping[str, Any] | None, what: str, desired: int) -> Workload
     return Workload(True, desired, ready, True, "Ready", f"{ready}/{desired} {what} replicas ready")
 
 
-def phase_of(vector: Workload, server: Workload, previous_phase: str | None) -> str:
+def phase_of(vector: Workload, server: Workload, previous_phase: str | None) -> Phase:
     if vector.ok and server.ok:
         return "Ready"
     if not vector.present and not server.present:
@@ -96,13 +108,13 @@ def phase_of(vector: Workload, server: Workload, previous_phase: str | None) -> 
     return "Provisioning"
 
 
-def failed_status(
-    previous: Mapping[str, Any],
+def failed(
+    previous: MemoryStoreStatus,
     problems: Sequence[Problem],
     generation: int | None,
     now: str,
     credentials_problem: Problem | None = None,
-) -> dict[str, Any]:
+) -> MemoryStoreStatus:
     """The store cannot be applied as specified: say why, keep everything else as last observed."""
     message = "; ".join(p.message for p in problems)
     reason = problems[0].reason if len(problems) == 1 else "InvalidSpec"
@@ -113,112 +125,96 @@ def failed_status(
                 "CredentialsReady", False, credentials_problem.reason, credentials_problem.message, generation
             )
         )
-    status = dict(previous)
-    status["phase"] = "Failed"
-    status["conditions"] = merge_conditions(previous.get("conditions") or [], updates, now)
-    status["observedGeneration"] = generation
-    return status
+    return previous.model_copy(
+        update={
+            "phase": "Failed",
+            "conditions": set_conditions(previous.conditions, updates, now),
+            "observed_generation": generation,
+        }
+    )
 
 
-def paused_status(previous: Mapping[str, Any], generation: int | None, now: str) -> dict[str, Any]:
-    updates = [
-        condition(
-            "Ready",
-            False,
-            "Paused",
-            "reconciliation is paused (spec.paused or the memory-operator.io/paused annotation); "
-            "children are left as they are",
-            generation,
-        )
-    ]
-    status = dict(previous)
-    status["phase"] = "Paused"
-    status["conditions"] = merge_conditions(previous.get("conditions") or [], updates, now)
-    status["observedGeneration"] = generation
-    return status
+def paused(previous: MemoryStoreStatus, generation: int | None, now: str) -> MemoryStoreStatus:
+    update = condition(
+        "Ready",
+        False,
+        "Paused",
+        "reconciliation is paused (spec.paused or the memory-operator.io/paused annotation); "
+        "children are left as they are",
+        generation,
+    )
+    return previous.model_copy(
+        update={
+            "phase": "Paused",
+            "conditions": set_condition(previous.conditions, update, now),
+            "observed_generation": generation,
+        }
+    )
 
 
-def observed_status(
-    previous: Mapping[str, Any],
-    *,
-    generation: int | None,
-    statefulset: Mapping[str, Any] | None,
-    deployment: Mapping[str, Any] | None,
-    qdrant_replicas: int,
-    server_replicas: int,
-    credentials_secret: str,
-    endpoints: Mapping[str, str],
-    expiration: Condition | None,
-    now: str,
-    held: Held | None = None,
-    extra: Sequence[Condition] = (),
-) -> dict[str, Any]:
-    """Status of a store whose children were applied: phase and conditions from the workloads' status.
+@dataclass(frozen=True)
+class Observed:
+    """What a reconcile that applied the children saw, for the status."""
 
-    A `held` server runs no replicas by the operator's choice: the store is not ready, for that reason.
-    """
-    vector = workload(statefulset, "Qdrant", qdrant_replicas)
-    server = workload(deployment, "memory server", server_replicas)
-    if held is not None:
-        server = Workload(server.present, server_replicas, 0, False, held.reason, held.message)
-    phase = held.phase if held is not None else phase_of(vector, server, previous.get("phase"))
-    if held is not None:
-        ready = condition("Ready", False, held.reason, held.message, generation)
+    generation: int | None
+    vector: Workload
+    server: Workload
+    qdrant_replicas: int
+    credentials_secret: str
+    endpoints: Endpoints
+    held: Held | None = None
+    extra: Sequence[Condition] = ()
+    """Further conditions (expiration, backups, restore)."""
+
+
+def observed(previous: MemoryStoreStatus, seen: Observed, now: str) -> MemoryStoreStatus:
+    """Phase and conditions from the workloads' status; a `held` server is not ready, by choice."""
+    vector, server, generation = seen.vector, seen.server, seen.generation
+    if seen.held is not None:
+        server = Workload(server.present, server.desired, 0, False, seen.held.reason, seen.held.message)
+    phase = seen.held.phase if seen.held is not None else phase_of(vector, server, previous.phase)
+    if seen.held is not None:
+        ready = condition("Ready", False, seen.held.reason, seen.held.message, generation)
     elif phase == "Ready":
         ready = condition("Ready", True, "Ready", "Qdrant and the memory server are ready", generation)
     else:
-        waiting = [f"{w.message}" for w in (vector, server) if not w.ok]
-        ready = condition("Ready", False, phase, "; ".join(waiting), generation)
+        ready = condition(
+            "Ready", False, phase, "; ".join(w.message for w in (vector, server) if not w.ok), generation
+        )
     updates = [
         ready,
         condition("VectorStoreReady", vector.ok, vector.reason, vector.message, generation),
         condition("ServerReady", server.ok, server.reason, server.message, generation),
         condition(
-            "CredentialsReady", True, "Available", f"API keys are in Secret {credentials_secret}", generation
+            "CredentialsReady",
+            True,
+            "Available",
+            f"API keys are in Secret {seen.credentials_secret}",
+            generation,
         ),
+        *seen.extra,
     ]
-    if expiration is not None:
-        updates.append(expiration)
-    updates += extra
-    status = dict(previous)
-    status.update(
-        phase=phase,
-        conditions=merge_conditions(previous.get("conditions") or [], updates, now),
-        observedGeneration=generation,
-        readyReplicas=f"{vector.ready}/{qdrant_replicas}",
-        endpoints=dict(endpoints),
-        credentialsSecret=credentials_secret,
+    return previous.model_copy(
+        update={
+            "phase": phase,
+            "conditions": set_conditions(previous.conditions, updates, now),
+            "observed_generation": generation,
+            "ready_replicas": f"{vector.ready}/{seen.qdrant_replicas}",
+            "endpoints": seen.endpoints,
+            "credentials_secret": seen.credentials_secret,
+        }
     )
-    return status
 
 
-def condition_true(status: Mapping[str, Any], type_: str) -> bool:
-    return any(c["type"] == type_ and c["status"] == "True" for c in status.get("conditions") or [])
-
-
-def without_times(status: Mapping[str, Any]) -> dict[str, Any]:
-    """Status minus transition times, to compare two statuses by meaning."""
-    result = dict(status)
+def comparable(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """A status in wire form minus transition times, to compare two statuses by meaning."""
+    result = dict(wire)
     result["conditions"] = sorted(
-        ({k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions") or []),
+        ({k: v for k, v in c.items() if k != "lastTransitionTime"} for c in wire.get("conditions") or []),
         key=lambda c: str(c["type"]),
     )
     return result
 
 
 def changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
-    return without_times(old or {}) != without_times(new)
-
-
-def expiration_condition(policies: Sequence[str], generation: int | None) -> Condition:
-    if policies:
-        return condition(
-            "ExpirationScheduled",
-            True,
-            "Scheduled",
-            "expiration scheduled by MemoryPolicy " + ", ".join(sorted(policies)),
-            generation,
-        )
-    return condition(
-        "ExpirationScheduled", False, "NoPolicy", "no MemoryPolicy selects this store", generation
-    )
+    return comparable(old or {}) != comparable(new)

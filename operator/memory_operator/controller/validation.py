@@ -6,7 +6,6 @@ until the spec changes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,9 +15,6 @@ from kubernetes.utils import parse_quantity
 
 from memory_operator.api.store import MemoryStore
 
-# The store annotation holding the immutable fields as last applied, to refuse later changes.
-APPLIED_SPEC_ANNOTATION = "memory-operator.io/applied-immutable-spec"
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -26,56 +22,6 @@ class Problem:
 
     reason: str
     message: str
-
-
-def immutable_fields(store: MemoryStore) -> dict[str, Any]:
-    """The fields that must never change once applied, in wire form."""
-    spec = store.spec
-    embedder = spec.server.embedder
-    return {
-        "collection": spec.vector_store.collection.name,
-        "embedderDims": embedder.dims if embedder else None,
-        "storageClassName": spec.vector_store.storage.storage_class_name,
-        "bootstrap": spec.bootstrap.wire() if spec.bootstrap else None,
-    }
-
-
-def encode_immutable(fields: Mapping[str, Any]) -> str:
-    return json.dumps(dict(fields), sort_keys=True, separators=(",", ":"))
-
-
-def applied_immutable(annotations: Mapping[str, str]) -> dict[str, Any] | None:
-    raw = annotations.get(APPLIED_SPEC_ANNOTATION)
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def immutable_changes(store: MemoryStore, applied: Mapping[str, Any] | None) -> list[Problem]:
-    if applied is None:
-        return []
-    problems = []
-    current = immutable_fields(store)
-    labels = {
-        "collection": "spec.vectorStore.collection.name",
-        "embedderDims": "spec.server.embedder.dims",
-        "storageClassName": "spec.vectorStore.storage.storageClassName",
-        "bootstrap": "spec.bootstrap",
-    }
-    for key, path in labels.items():
-        if key in applied and applied[key] != current[key]:
-            problems.append(
-                Problem(
-                    "ImmutableFieldChanged",
-                    f"{path} is immutable: it was {json.dumps(applied[key])} and is now "
-                    f"{json.dumps(current[key])}; set it back, or create a new store",
-                )
-            )
-    return problems
 
 
 def replication_problems(store: MemoryStore) -> list[Problem]:
@@ -132,11 +78,11 @@ def check_spec(
     *,
     statefulset: Mapping[str, Any] | None,
     vector_claims: Iterable[Mapping[str, Any]],
-    annotations: Mapping[str, str],
 ) -> list[Problem]:
-    """Every reason the spec cannot be applied, given the live StatefulSet and Qdrant claims."""
+    """Every reason the spec cannot be applied, given the live StatefulSet and Qdrant claims.
+
+    Immutable fields are the API server's to refuse (CEL rules in the CRD)."""
     return [
-        *immutable_changes(store, applied_immutable(annotations)),
         *replication_problems(store),
         *shrink_problems(store, statefulset, vector_claims),
     ]
@@ -158,6 +104,20 @@ def referenced_secrets(store: MemoryStore) -> list[tuple[str, str | None, str]]:
     return refs
 
 
+def secret_has_key(secret: Mapping[str, Any], key: str) -> bool:
+    """Whether the Secret holds a non-empty `key`; the operator's cache keeps other people's Secrets as
+    digests of their values (`digests`), its own whole (`data`)."""
+    if key in (secret.get("stringData") or {}):
+        return bool(secret["stringData"][key])
+    if key in (secret.get("data") or {}):
+        return bool(secret["data"][key])
+    return key in (secret.get("digests") or {}) and secret["digests"][key] != EMPTY_DIGEST
+
+
+# sha256 of the empty string: the digest of a key whose value is empty.
+EMPTY_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
 def secret_problems(store: MemoryStore, secrets: Mapping[str, Mapping[str, Any] | None]) -> list[Problem]:
     """Referenced Secrets that are missing or lack their key (`secrets` maps names to live objects)."""
     problems = []
@@ -171,10 +131,6 @@ def secret_problems(store: MemoryStore, secrets: Mapping[str, Mapping[str, Any] 
                     f"{store.metadata.namespace}; create it",
                 )
             )
-        elif (
-            key is not None
-            and key not in (secret.get("data") or {})
-            and key not in (secret.get("stringData") or {})
-        ):
+        elif key is not None and not secret_has_key(secret, key):
             problems.append(Problem("SecretKeyMissing", f"Secret {name} has no key {key} ({path}); add it"))
     return problems

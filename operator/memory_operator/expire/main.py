@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from memory_operator import env
-from memory_operator.expire.summary import ExpirationSummary
+from memory_operator.api.jobs import ExpirationSummary
 
 log = logging.getLogger("memory_operator.expire")
 

@@ -16,10 +16,10 @@ from typing import Any, Protocol
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from memory_operator.api.jobs import ExpirationSummary, RuleSummary
 from memory_operator.api.policy import MemoryPolicySpec
 from memory_operator.expire import rules
 from memory_operator.expire.rules import PlannedRule
-from memory_operator.expire.summary import ExpirationSummary, RuleSummary
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from memory_operator.render import backup, disruption, expiration, names, networ
 from memory_operator.render import credentials as credentials_
 from memory_operator.render.credentials import Credentials
 
-__all__ = ["Credentials", "RenderSettings", "names", "render_store"]
+__all__ = ["Credentials", "Directives", "RenderSettings", "names", "render_store"]
 
 
 def _default_operator_pod_labels() -> Mapping[str, str]:
@@ -36,6 +36,24 @@ class RenderSettings:
     """Namespace of the operator's pods; the NetworkPolicy lets them reach Qdrant (any namespace if unset)."""
     operator_pod_labels: Mapping[str, str] = field(default_factory=_default_operator_pod_labels)
     """Labels of the operator's pods."""
+
+
+@dataclass(frozen=True)
+class Directives:
+    """What the controller decided for this reconcile beyond the spec, from the objects it observed.
+
+    `memory-operator render` derives them from the same objects given as input, so that what it prints
+    is what the operator applies.
+    """
+
+    backups: Sequence[str] = ()
+    """MemoryBackups of the store whose Jobs run now (one at a time)."""
+    restore: bool = False
+    """Run the restore Job of `spec.bootstrap.fromBackup`."""
+    restore_attempt: str | None = None
+    """The `retry-restore` annotation value the restore Job answers."""
+    hold_server: bool = False
+    """Run no server replica (until the restore has succeeded)."""
 
 
 # Kinds in the order they are applied: what pods reference exists before the pods.
@@ -63,22 +81,31 @@ def render_store(
     policies: Sequence[MemoryPolicy] = (),
     settings: RenderSettings = RenderSettings(),  # frozen, so a shared default is safe
     credentials: Credentials | None = None,
+    directives: Directives = Directives(),  # frozen, so a shared default is safe
 ) -> list[dict[str, Any]]:
     """Every child manifest of `store`, in apply order.
 
     `policies` are those that select the store. Secrets are rendered only when `credentials` is given:
-    the controller generates keys once and passes the same ones ever after.
+    the controller generates keys once and passes the same ones ever after. `directives` add the Jobs
+    of backups and of a restore, and hold the server while a restore runs.
     """
     manifests: list[dict[str, Any]] = []
     if credentials is not None:
         manifests += credentials_.render(store, credentials)
     manifests += qdrant.render(store)
     if store.spec.server.flavor == ServerFlavor.openmemory:
-        manifests += openmemory.render(store)
+        manifests += openmemory.render(store, directives.hold_server)
     else:
-        manifests += server.render(store)
+        manifests += server.render(store, directives.hold_server)
     manifests += network.render(store, settings.operator_namespace, settings.operator_pod_labels)
     manifests += disruption.render(store)
     manifests += expiration.render(store, list(policies), settings.job_image, settings.job_service_account)
-    manifests += backup.render(store, settings.job_image, settings.job_service_account)
+    manifests += backup.render(
+        store,
+        settings.job_image,
+        settings.job_service_account,
+        backups=directives.backups,
+        restore=directives.restore,
+        restore_attempt=directives.restore_attempt,
+    )
     return _in_apply_order(manifests)

@@ -1,14 +1,17 @@
-"""Backups: a CronJob taking scheduled snapshots, the claim they go to, and the restore Job of a new store.
+"""Backups: the Job taking one MemoryBackup, the claim backups go to, and the restore Job of a new store.
 
-The backup job creates a MemoryBackup per run and prunes old ones, so it uses the job ServiceAccount;
-snapshots in cluster mode hold only the node's own shards, so it gets every node's URL.
+The operator creates MemoryBackups on the store's schedule and runs one Job per backup. The backup job
+prunes old backups (files and MemoryBackups), so it uses the job ServiceAccount; snapshots in cluster
+mode hold only the node's own shards, so it gets every node's URL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from memory_operator import env
+from memory_operator import env, labels
+from memory_operator.api.common import API_VERSION
 from memory_operator.api.store import BackupDestination, BackupSpec, MemoryStore
 from memory_operator.render import jobs, meta, names, server
 from memory_operator.render.meta import Manifest
@@ -91,33 +94,45 @@ def claim(store: MemoryStore) -> Manifest | None:
     }
 
 
-def cronjob(store: MemoryStore, backup: BackupSpec, image: str, service_account: str) -> Manifest:
+def backup_job(store: MemoryStore, backup_name: str, image: str, service_account: str) -> Manifest | None:
+    """The Job taking MemoryBackup `backup_name` of the store, to its `spec.backup.destination`.
+
+    `None` without `spec.backup` (no destination). The controller runs one at a time per store; the Job
+    is owned by its MemoryBackup.
+    """
+    backup = store.spec.backup
+    if backup is None:
+        return None
     volumes, mounts = destination_volumes(store, backup.destination)
     variables = [
         *_common_env(store),
         *destination_env(store, backup.destination),
         *retention_env(backup),
-        # The job names its MemoryBackup after the time the schedule fired: a retried pod finds the same.
-        meta.env_value(env.BACKUP_SCHEDULE, backup.schedule),
     ]
-    container = jobs.container("backup", image, ["backup", "--store", store.metadata.name], variables, mounts)
-    labels = _labels(store)
-    template = jobs.pod_template(labels, service_account, container, volumes, needs_api=True)
-    job = jobs.job_spec(
-        template,
-        backoff_limit=BACKUP_BACKOFF_LIMIT,
-        active_deadline_seconds=BACKUP_ACTIVE_DEADLINE_SECONDS,
-        ttl=jobs.TTL_SECONDS_AFTER_FINISHED,
-    )
-    metadata = {
-        "name": names.backup_cronjob_name(store),
-        "namespace": store.metadata.namespace,
-        "labels": labels,
+    args = ["backup", "--store", store.metadata.name, "--backup", backup_name]
+    container = jobs.container("backup", image, args, variables, mounts)
+    job_labels = {**_labels(store), labels.BACKUP: backup_name}
+    template = jobs.pod_template(job_labels, service_account, container, volumes, needs_api=True)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": names.backup_job_name(backup_name),
+            "namespace": store.metadata.namespace,
+            "labels": job_labels,
+        },
+        "spec": jobs.job_spec(
+            template,
+            backoff_limit=BACKUP_BACKOFF_LIMIT,
+            active_deadline_seconds=BACKUP_ACTIVE_DEADLINE_SECONDS,
+            ttl=jobs.TTL_SECONDS_AFTER_FINISHED,
+        ),
     }
-    return jobs.cronjob(metadata, backup.schedule, job, suspend=backup.suspend)
 
 
-def restore_job(store: MemoryStore, image: str, service_account: str) -> Manifest | None:
+def restore_job(
+    store: MemoryStore, image: str, service_account: str, attempt: str | None = None
+) -> Manifest | None:
     """The Job restoring `bootstrap.fromBackup`; the controller runs it before starting the server.
 
     Without `spec.backup` the job has no destination settings and finds the backup's location in the
@@ -135,19 +150,22 @@ def restore_job(store: MemoryStore, image: str, service_account: str) -> Manifes
         variables += destination_env(store, store.spec.backup.destination)
     args = ["restore", "--store", store.metadata.name, "--backup", bootstrap.from_backup.name]
     container = jobs.container("restore", image, args, variables, mounts)
-    labels = _labels(store)
+    pod_labels = _labels(store)
     # It reads the MemoryBackup's status to find the snapshots.
-    template = jobs.pod_template(labels, service_account, container, volumes, needs_api=True)
+    template = jobs.pod_template(pod_labels, service_account, container, volumes, needs_api=True)
     # On the Job only: its pod template is immutable, and the controller watches Jobs, not pods.
-    labels = {**labels, meta.RESTORE_LABEL: bootstrap.from_backup.name}
+    metadata: dict[str, Any] = {
+        "name": names.restore_job_name(store),
+        "namespace": store.metadata.namespace,
+        "labels": {**pod_labels, labels.RESTORE: bootstrap.from_backup.name},
+    }
+    if attempt:
+        # The `retry-restore` annotation value this Job answers (a new value runs a new Job).
+        metadata["annotations"] = {labels.RESTORE_ATTEMPT: attempt}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": names.restore_job_name(store),
-            "namespace": store.metadata.namespace,
-            "labels": labels,
-        },
+        "metadata": metadata,
         "spec": jobs.job_spec(
             template,
             backoff_limit=RESTORE_BACKOFF_LIMIT,
@@ -157,14 +175,49 @@ def restore_job(store: MemoryStore, image: str, service_account: str) -> Manifes
     }
 
 
-def render(store: MemoryStore, image: str, service_account: str) -> list[Manifest]:
+def render(
+    store: MemoryStore,
+    image: str,
+    service_account: str,
+    *,
+    backups: Sequence[str] = (),
+    restore: bool = False,
+    restore_attempt: str | None = None,
+) -> list[Manifest]:
+    """The backup claim, the Jobs of `backups` (MemoryBackups to take now) and, when `restore`, the
+    restore Job."""
     manifests: list[Manifest] = []
     backup_claim = claim(store)
     if backup_claim is not None:
         manifests.append(backup_claim)
-    if store.spec.backup is not None:
-        manifests.append(cronjob(store, store.spec.backup, image, service_account))
-    restore = restore_job(store, image, service_account)
-    if restore is not None:
-        manifests.append(restore)
+    for name in backups:
+        job = backup_job(store, name, image, service_account)
+        if job is not None:
+            manifests.append(job)
+    if restore:
+        job = restore_job(store, image, service_account, restore_attempt)
+        if job is not None:
+            manifests.append(job)
     return manifests
+
+
+def scheduled_backup(store: MemoryStore, name: str) -> Manifest:
+    """The MemoryBackup the operator creates for a tick of the store's `spec.backup.schedule`.
+
+    Not owned by the store: backups outlive it unless `deletionPolicy: Delete`.
+    """
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MemoryBackup",
+        "metadata": {
+            "name": name,
+            "namespace": store.metadata.namespace,
+            "labels": {
+                "app.kubernetes.io/part-of": meta.PART_OF,
+                labels.COMPONENT_KEY: meta.BACKUP,
+                labels.STORE: store.metadata.name,
+                labels.SCHEDULED: "true",
+            },
+        },
+        "spec": {"storeRef": {"name": store.metadata.name}},
+    }

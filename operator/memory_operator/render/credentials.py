@@ -6,11 +6,12 @@ import base64
 import secrets
 from dataclasses import dataclass, field
 
+from memory_operator import labels
 from memory_operator.api.store import MemoryStore
 from memory_operator.render import meta, names
 from memory_operator.render.meta import Manifest
 
-QDRANT_KEY = "api-key"
+QDRANT_KEY = labels.QDRANT_API_KEY
 KEY_BYTES = 32
 
 

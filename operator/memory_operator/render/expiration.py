@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from memory_operator import env
+from memory_operator import env, labels
 from memory_operator.api.policy import MemoryPolicy
 from memory_operator.api.store import MemoryStore
 from memory_operator.render import jobs, meta, names, server
@@ -20,7 +20,7 @@ def policy_json(policy: MemoryPolicy) -> str:
 
 
 def _labels(store: MemoryStore, policy: MemoryPolicy) -> dict[str, str]:
-    return meta.labels(store, meta.JOBS, meta.EXPIRATION, **{meta.POLICY_LABEL: policy.metadata.name})
+    return meta.labels(store, meta.JOBS, meta.EXPIRATION, **{labels.POLICY: policy.metadata.name})
 
 
 def configmap(store: MemoryStore, policy: MemoryPolicy) -> Manifest:
@@ -51,15 +51,15 @@ def cronjob(store: MemoryStore, policy: MemoryPolicy, image: str, service_accoun
     container = jobs.container(
         "expire", image, args, variables, [{"name": "policy", "mountPath": env.CONFIG_DIR, "readOnly": True}]
     )
-    labels = _labels(store, policy)
+    job_labels = _labels(store, policy)
     template = jobs.pod_template(
-        labels,
+        job_labels,
         service_account,
         container,
         [{"name": "policy", "configMap": {"name": config["metadata"]["name"]}}],
         # It talks to Qdrant and the server only.
         needs_api=False,
-        annotations={meta.CONFIG_CHECKSUM_ANNOTATION: meta.checksum(config["data"])},
+        annotations={labels.CONFIG_CHECKSUM: meta.checksum(config["data"])},
     )
     job = jobs.job_spec(
         template,
@@ -70,7 +70,7 @@ def cronjob(store: MemoryStore, policy: MemoryPolicy, image: str, service_accoun
     metadata = {
         "name": names.expiration_cronjob_name(store, policy.metadata.name),
         "namespace": store.metadata.namespace,
-        "labels": labels,
+        "labels": job_labels,
     }
     return jobs.cronjob(metadata, policy.spec.schedule, job)
 

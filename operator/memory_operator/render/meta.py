@@ -7,19 +7,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from memory_operator import labels as labels_
 from memory_operator.api.common import ResourceRequirements, SecretKeyRef
 from memory_operator.api.store import MemoryStore
 
 Manifest = dict[str, Any]
 
 PART_OF = "memory-operator"
-MANAGED_BY = "memory-operator"
-STORE_LABEL = "memory-operator.io/store"
-POLICY_LABEL = "memory-operator.io/policy"
-# On the restore Job: the MemoryBackup it restores (the controller watches Jobs carrying it).
-RESTORE_LABEL = "memory-operator.io/restore-from"
-# Pod template annotation with a digest of the ConfigMap data the pods read: a change rolls the pods.
-CONFIG_CHECKSUM_ANNOTATION = "memory-operator.io/config-checksum"
 
 # `app.kubernetes.io/name` of each kind of pod.
 QDRANT = "qdrant"
@@ -51,7 +45,7 @@ def selector_labels(store: MemoryStore, name: str, component: str) -> dict[str, 
         "app.kubernetes.io/name": name,
         "app.kubernetes.io/instance": store.metadata.name,
         "app.kubernetes.io/component": component,
-        STORE_LABEL: store.metadata.name,
+        labels_.STORE: store.metadata.name,
     }
 
 
@@ -60,7 +54,7 @@ def labels(store: MemoryStore, name: str, component: str, **extra: str) -> dict[
     return {
         **selector_labels(store, name, component),
         "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **labels_.MANAGED_BY,
         **extra,
     }
 

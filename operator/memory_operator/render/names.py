@@ -105,8 +105,13 @@ def expiration_configmap_name(store: MemoryStore, policy_name: str) -> str:
     return _child(store, f"policy-{policy_name}")
 
 
-def backup_cronjob_name(store: MemoryStore) -> str:
-    return _child(store, "backup", MAX_CRONJOB_NAME)
+def backup_job_name(backup: str) -> str:
+    """`<backup>-backup`, shortened with a stable hash to fit a Job name (63 characters)."""
+    name = f"{backup}-backup"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(backup.encode()).hexdigest()[:HASH_LENGTH]
+    return f"{backup[:45].rstrip('-')}-{digest}-backup"
 
 
 def backup_claim_name(store: MemoryStore) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from memory_operator import env
+from memory_operator import env, labels
 from memory_operator.api.store import MemoryStore, ServerFlavor
 from memory_operator.render import meta, names, qdrant, server
 from memory_operator.render.meta import Manifest
@@ -38,7 +38,7 @@ def job_peer(store: MemoryStore) -> dict[str, Any]:
         "podSelector": {
             "matchLabels": {
                 "app.kubernetes.io/name": meta.JOBS,
-                meta.STORE_LABEL: store.metadata.name,
+                labels.STORE: store.metadata.name,
             },
             "matchExpressions": [
                 {"key": "app.kubernetes.io/component", "operator": "In", "values": JOB_COMPONENTS}

@@ -89,7 +89,8 @@ def _container(store: MemoryStore) -> dict[str, Any]:
     }
 
 
-def deployment(store: MemoryStore) -> Manifest:
+def deployment(store: MemoryStore, held: bool = False) -> Manifest:
+    """The OpenMemory Deployment; `held` runs no replica (the store is being restored)."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -98,7 +99,7 @@ def deployment(store: MemoryStore) -> Manifest:
         ),
         "spec": {
             # SQLite on a ReadWriteOnce claim: one pod, and the old one gone before the new one starts.
-            "replicas": min(store.spec.server.replicas, 1),
+            "replicas": 0 if held else min(store.spec.server.replicas, 1),
             "selector": {"matchLabels": selector(store)},
             "strategy": {"type": "Recreate"},
             "template": {
@@ -139,5 +140,5 @@ def data_claim(store: MemoryStore) -> Manifest:
     }
 
 
-def render(store: MemoryStore) -> list[Manifest]:
-    return [data_claim(store), service(store), deployment(store)]
+def render(store: MemoryStore, held: bool = False) -> list[Manifest]:
+    return [data_claim(store), service(store), deployment(store, held)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from memory_operator import env, images
+from memory_operator import env, images, labels
 from memory_operator.api.store import MemoryStore, ModelProviderSpec
 from memory_operator.render import meta, names
 from memory_operator.render.credentials import QDRANT_KEY
@@ -159,7 +159,7 @@ def _pod_metadata(store: MemoryStore, config: Manifest | None) -> dict[str, Any]
     result: dict[str, Any] = {"labels": pod_labels(store)}
     if config is not None:
         # A config change must roll the pods: they read the file once, at start.
-        result["annotations"] = {meta.CONFIG_CHECKSUM_ANNOTATION: meta.checksum(config["data"])}
+        result["annotations"] = {labels.CONFIG_CHECKSUM: meta.checksum(config["data"])}
     return result
 
 
@@ -170,7 +170,8 @@ def _volumes(config: Manifest | None) -> list[dict[str, Any]]:
     return volumes
 
 
-def deployment(store: MemoryStore) -> Manifest:
+def deployment(store: MemoryStore, held: bool = False) -> Manifest:
+    """The server's Deployment; `held` runs no replica (the store is being restored)."""
     config = config_map(store)
     return {
         "apiVersion": "apps/v1",
@@ -179,7 +180,7 @@ def deployment(store: MemoryStore) -> Manifest:
             store, names.server_deployment_name(store), meta.SERVER, meta.SERVER_COMPONENT
         ),
         "spec": {
-            "replicas": store.spec.server.replicas,
+            "replicas": 0 if held else store.spec.server.replicas,
             "selector": {"matchLabels": selector(store)},
             # Stateless: start the new pod before stopping an old one.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
@@ -212,6 +213,6 @@ def service(store: MemoryStore) -> Manifest:
     }
 
 
-def render(store: MemoryStore) -> list[Manifest]:
+def render(store: MemoryStore, held: bool = False) -> list[Manifest]:
     config = config_map(store)
-    return [*([config] if config is not None else []), service(store), deployment(store)]
+    return [*([config] if config is not None else []), service(store), deployment(store, held)]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import kopf
 
+from memory_operator.controller import cache
 from memory_operator.controller.kube import Kube
 from memory_operator.controller.reconcile import Reconciler
 from memory_operator.controller.settings import Options
@@ -23,6 +24,7 @@ class Context:
 def register_all(registry: kopf.OperatorRegistry, context: Context) -> None:
     from memory_operator.controller.handlers import backup, operator, policy, store
 
+    cache.register(registry)
     operator.register(registry, context)
     store.register(registry, context)
     policy.register(registry, context)

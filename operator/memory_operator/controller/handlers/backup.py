@@ -1,4 +1,4 @@
-"""MemoryBackup handlers and the results of the Jobs the operator's CronJobs and backups run."""
+"""MemoryBackup handlers, and the results of the Jobs of backups and expiration runs."""
 
 from __future__ import annotations
 
@@ -6,31 +6,75 @@ from typing import Any
 
 import kopf
 
-from memory_operator.api.common import GROUP, VERSION
-from memory_operator.controller import outcomes
+from memory_operator import labels
+from memory_operator.controller import sync
+from memory_operator.controller.backups import is_waiting
+from memory_operator.controller.cache import Cache
 from memory_operator.controller.handlers import Context
-from memory_operator.controller.settings import BACKUP_LABEL, POLICY_LABEL
-from memory_operator.render.backup import BACKUP_ACTIVE_DEADLINE_SECONDS
 
-BACKUPS = (GROUP, VERSION, "memorybackups")
-WAIT_FOR_OTHER_BACKUP_SECONDS = BACKUP_ACTIVE_DEADLINE_SECONDS + 600
+BACKUPS = ("memory-operator.io", "v1alpha1", "memorybackups")
 
 
 def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     kube, reconciler = context.kube, context.reconciler
 
-    # A backup waits while another of its store runs (up to that one's deadline), then gives up.
-    @kopf.on.resume(*BACKUPS, registry=registry, backoff=10, timeout=WAIT_FOR_OTHER_BACKUP_SECONDS)
-    @kopf.on.create(*BACKUPS, registry=registry, backoff=10, timeout=WAIT_FOR_OTHER_BACKUP_SECONDS)
-    async def run_backup(body: kopf.Body, **_: Any) -> None:
-        await outcomes.start_backup(kube, context.render_settings, dict(body))
+    # A new backup gets its Job from its store's reconcile; a changed one may let the store restore
+    # from it, or start its next backup.
+    @kopf.on.event(*BACKUPS, registry=registry, id="backup")
+    async def backup_changed(
+        type: str, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
+        cache = Cache.of(kwargs)
+        if type != "DELETED":
+            await sync.sync_backup(kube, cache, namespace, name)
+        store = ((body.get("spec") or {}).get("storeRef") or {}).get("name")
+        for store_name in {store, *_restoring_from(cache, namespace, name)} - {None}:
+            await reconciler.reconcile_soon(cache, namespace, str(store_name), trigger="backup")
+
+    # A backup waiting for its store to appear is checked again until it finishes.
+    @kopf.timer(*BACKUPS, registry=registry, interval=30, idle=None, when=_unfinished)
+    async def backup_waiting(namespace: str | None, name: str, **kwargs: Any) -> None:
+        assert namespace, "a namespaced resource"
+        await sync.sync_backup(kube, Cache.of(kwargs), namespace, name)
 
     @kopf.on.event(
-        "batch", "v1", "jobs", registry=registry, id="expiration-job", labels={POLICY_LABEL: kopf.PRESENT}
+        "batch", "v1", "jobs", registry=registry, id="backup-job", labels={labels.BACKUP: kopf.PRESENT}
     )
-    @kopf.on.event(
-        "batch", "v1", "jobs", registry=registry, id="backup-job", labels={BACKUP_LABEL: kopf.PRESENT}
-    )
-    async def job_changed(type: str, body: kopf.Body, **_: Any) -> None:
+    async def backup_job_changed(
+        type: str, namespace: str | None, labels: kopf.Labels, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
         if type != "DELETED":
-            await outcomes.record_job(kube, reconciler, dict(body))
+            await sync.sync_backup(kube, Cache.of(kwargs), namespace, labels[_BACKUP])
+
+    @kopf.on.event(
+        "batch", "v1", "jobs", registry=registry, id="expiration-job", labels={labels.POLICY: kopf.PRESENT}
+    )
+    async def expiration_job_changed(
+        type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
+        if type == "DELETED" or not labels.get(_STORE):
+            return
+        cache = Cache.of(kwargs)
+        if await sync.record_run(kube, cache, dict(body), labels[_POLICY], labels[_STORE]):
+            await sync.sync_policy(kube, cache, namespace, labels[_POLICY])
+
+
+def _unfinished(body: kopf.Body, **_: Any) -> bool:
+    return is_waiting(body)
+
+
+def _restoring_from(cache: Cache, namespace: str, backup: str) -> list[str]:
+    """Stores waiting to restore from this backup."""
+    result = []
+    for store in cache.stores(namespace):
+        spec, status = store.get("spec") or {}, store.get("status") or {}
+        source = ((spec.get("bootstrap") or {}).get("fromBackup") or {}).get("name")
+        if source == backup and status.get("restoredFrom") != backup:
+            result.append(store["metadata"]["name"])
+    return result
+
+
+_BACKUP, _POLICY, _STORE = labels.BACKUP, labels.POLICY, labels.STORE

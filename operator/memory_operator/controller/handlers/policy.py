@@ -6,13 +6,13 @@ from typing import Any
 
 import kopf
 
-from memory_operator.api.common import GROUP, VERSION
 from memory_operator.api.policy import MemoryPolicy
-from memory_operator.controller import status
+from memory_operator.controller import sync
+from memory_operator.controller.cache import Cache
 from memory_operator.controller.handlers import Context
-from memory_operator.controller.kube import POLICY, STORE
+from memory_operator.controller.policies import matched_stores
 
-POLICIES = (GROUP, VERSION, "memorypolicies")
+POLICIES = ("memory-operator.io", "v1alpha1", "memorypolicies")
 
 
 def register(registry: kopf.OperatorRegistry, context: Context) -> None:
@@ -21,42 +21,35 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     @kopf.on.resume(*POLICIES, registry=registry, retries=10, backoff=5, timeout=600)
     @kopf.on.create(*POLICIES, registry=registry, retries=10, backoff=5, timeout=600)
     @kopf.on.update(*POLICIES, registry=registry, retries=10, backoff=5, timeout=600)
-    async def policy_changed(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
-        assert namespace
-        policy = MemoryPolicy.model_validate(dict(body))
-        stores = await kube.list(STORE, namespace)
-        matched = sorted(
-            s["metadata"]["name"]
-            for s in stores
-            if not s["metadata"].get("deletionTimestamp")
-            and policy.spec.selector.matches(s["metadata"].get("labels") or {})
-        )
-        previous = dict(body.get("status") or {})
-        for store_name in sorted(set(matched) | set(previous.get("matchedStores") or [])):
-            await reconciler.reconcile(namespace, store_name, trigger="policy")
-        generation = body["metadata"].get("generation")
-        ready = status.condition(
-            "Ready",
-            True,
-            "Applied",
-            f"selects {len(matched)} store(s)" + (" (suspended)" if policy.spec.suspend else ""),
-            generation,
-        )
-        # Only the fields this handler owns: `lastRuns` is written by the job results, concurrently.
-        new = {
-            "matchedStores": matched,
-            "observedGeneration": generation,
-            "conditions": status.merge_conditions(
-                previous.get("conditions") or [], [ready], status.now_rfc3339()
-            ),
-        }
-        if status.changed({k: previous.get(k) for k in new}, new):
-            await kube.patch_status(POLICY, namespace, name, new)
+    async def policy_changed(body: kopf.Body, namespace: str | None, name: str, **kwargs: Any) -> None:
+        assert namespace, "a namespaced resource"
+        cache = Cache.of(kwargs)
+        previous = set((body.get("status") or {}).get("matchedStores") or [])
+        await sync.sync_policy(kube, cache, namespace, name)
+        current = set(((cache.policy(namespace, name) or {}).get("status") or {}).get("matchedStores") or [])
+        now_selected = current | _selected(body, cache, namespace)
+        selected = {s["metadata"]["name"] for s in cache.stores(namespace)} & (previous | now_selected)
+        for store_name in sorted(selected):
+            await reconciler.reconcile(cache, namespace, store_name, trigger="policy")
 
-    @kopf.on.event(*POLICIES, registry=registry)
-    async def policy_deleted(type: str, body: kopf.Body, namespace: str | None, **_: Any) -> None:
-        assert namespace
+    # A deleted policy leaves its stores (their CronJobs go); a run recorded in its status changes its
+    # stores' `lastExpiration`.
+    @kopf.on.event(*POLICIES, registry=registry, id="policy-event")
+    async def policy_event(type: str, body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+        assert namespace, "a namespaced resource"
+        if type is None:
+            return  # the initial listing: the stores' own resume handlers reconcile them
+        cache = Cache.of(kwargs)
         if type != "DELETED":
-            return
+            # A run recorded in `lastRuns` (another writer) changes the conditions this one owns.
+            await sync.sync_policy(kube, cache, namespace, str(body["metadata"]["name"]))
         for store_name in (body.get("status") or {}).get("matchedStores") or []:
-            await reconciler.reconcile_soon(namespace, store_name, trigger="policy")
+            await reconciler.reconcile_soon(cache, namespace, store_name, trigger="policy")
+
+
+def _selected(body: kopf.Body, cache: Cache, namespace: str) -> set[str]:
+    try:
+        policy = MemoryPolicy.model_validate(dict(body))
+    except ValueError:
+        return set()
+    return set(matched_stores(policy, cache.stores(namespace)))

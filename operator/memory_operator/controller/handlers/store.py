@@ -1,4 +1,4 @@
-"""MemoryStore handlers: every path leads to the same idempotent reconcile."""
+"""MemoryStore handlers: every path leads to the same idempotent reconcile, reading the cache."""
 
 from __future__ import annotations
 
@@ -8,19 +8,22 @@ from typing import Any
 
 import kopf
 
-from memory_operator.api.common import GROUP, VERSION
+from memory_operator import labels
+from memory_operator.controller import sync
+from memory_operator.controller.cache import Cache
 from memory_operator.controller.handlers import Context
-from memory_operator.controller.kube import STORE
-from memory_operator.controller.settings import MANAGED_BY, STORE_LABEL
-from memory_operator.render.meta import RESTORE_LABEL
+from memory_operator.controller.snapshot import referenced_secret_names
 
-STORES = (GROUP, VERSION, "memorystores")
-BACKUPS = (GROUP, VERSION, "memorybackups")
+STORES = ("memory-operator.io", "v1alpha1", "memorystores")
 
 
 def needs_finalizer(body: kopf.Body, **_: Any) -> bool:
     """Only a store that has children (its status names its Secret) needs cleanup on deletion."""
     return bool((body.get("status") or {}).get("credentialsSecret"))
+
+
+def has_backup_schedule(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("backup"))
 
 
 def spread_delay(uid: str, period: float) -> float:
@@ -30,56 +33,75 @@ def spread_delay(uid: str, period: float) -> float:
 
 
 def register(registry: kopf.OperatorRegistry, context: Context) -> None:
-    reconciler = context.reconciler
+    reconciler, kube = context.reconciler, context.kube
     resync = context.options.resync_seconds
 
     @kopf.on.resume(*STORES, registry=registry, retries=10, backoff=5, timeout=600)
     @kopf.on.create(*STORES, registry=registry, retries=10, backoff=5, timeout=600)
     @kopf.on.update(*STORES, registry=registry, retries=10, backoff=5, timeout=600)
-    async def converge(namespace: str | None, name: str, reason: str, **_: Any) -> None:
-        assert namespace
-        await reconciler.reconcile(namespace, name, trigger=str(reason))
+    async def converge(namespace: str | None, name: str, reason: str, **kwargs: Any) -> None:
+        assert namespace, "a namespaced resource"
+        cache = Cache.of(kwargs)
+        await reconciler.reconcile(cache, namespace, name, trigger=str(reason))
+        # A store's labels decide which policies select it.
+        await sync.sync_policies(kube, cache, namespace)
 
     # Drift repair: children changed or deleted behind the operator's back come back. After a restart
     # every store's timer starts at once: the first run of each waits a share of the period of its own.
     @kopf.timer(*STORES, registry=registry, interval=resync, initial_delay=resync / 2, idle=None)
-    async def repair_drift(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
-        assert namespace
+    async def repair_drift(
+        namespace: str | None, name: str, uid: str, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
         if not memo.get("drift_spread"):
             memo["drift_spread"] = True
             await asyncio.sleep(spread_delay(uid, resync / 2))
-        await reconciler.reconcile_soon(namespace, name, trigger="timer")
+        cache = Cache.of(kwargs)
+        await reconciler.reconcile_soon(cache, namespace, name, trigger="timer")
+        await reconciler.count(cache, namespace, name)
+
+    @kopf.timer(
+        *STORES,
+        registry=registry,
+        interval=context.options.schedule_check_seconds,
+        when=has_backup_schedule,
+        idle=None,
+    )
+    async def schedule_backups(namespace: str | None, name: str, **kwargs: Any) -> None:
+        assert namespace, "a namespaced resource"
+        await sync.schedule_backup(kube, Cache.of(kwargs), namespace, name)
 
     @kopf.on.delete(*STORES, registry=registry, when=needs_finalizer, retries=10, backoff=5, timeout=300)
-    async def release(body: kopf.Body, **_: Any) -> None:
-        await reconciler.release(dict(body))
+    async def release(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+        assert namespace, "a namespaced resource"
+        cache = Cache.of(kwargs)
+        await reconciler.release(cache, dict(body))
 
-    # Readiness comes from the workloads' own status: re-read it when they change.
-    @kopf.on.event(
-        "apps", "v1", "statefulsets", registry=registry, labels={**MANAGED_BY, STORE_LABEL: kopf.PRESENT}
-    )
-    @kopf.on.event(
-        "apps", "v1", "deployments", registry=registry, labels={**MANAGED_BY, STORE_LABEL: kopf.PRESENT}
-    )
-    async def workload_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-        assert namespace
-        await reconciler.reconcile_soon(namespace, labels[STORE_LABEL], trigger="child")
+    @kopf.on.event(*STORES, registry=registry, id="store-gone")
+    async def store_gone(type: str, namespace: str | None, **kwargs: Any) -> None:
+        assert namespace, "a namespaced resource"
+        if type == "DELETED":
+            await sync.sync_policies(kube, Cache.of(kwargs), namespace)
 
-    # The server waits for the restore Job: its end (or its deletion, to retry) decides what comes next.
-    @kopf.on.event(
-        "batch", "v1", "jobs", registry=registry, id="restore-job", labels={RESTORE_LABEL: kopf.PRESENT}
-    )
-    async def restore_job_changed(namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-        assert namespace
-        if labels.get(STORE_LABEL):
-            await reconciler.reconcile_soon(namespace, labels[STORE_LABEL], trigger="child")
+    # Readiness comes from the workloads' own status, a restore's outcome from its Job: re-read them
+    # when they change.
+    for group, plural in (("apps", "statefulsets"), ("apps", "deployments"), ("batch", "jobs")):
 
-    # A store waiting to restore from a backup starts when that backup completes.
-    @kopf.on.event(*BACKUPS, registry=registry, id="restore-source")
-    async def backup_changed(namespace: str | None, name: str, **_: Any) -> None:
-        assert namespace
-        for store in await context.kube.list(STORE, namespace):
-            spec, status = store.get("spec") or {}, store.get("status") or {}
-            source = ((spec.get("bootstrap") or {}).get("fromBackup") or {}).get("name")
-            if source == name and status.get("restoredFrom") != name:
-                await reconciler.reconcile_soon(namespace, store["metadata"]["name"], trigger="backup")
+        @kopf.on.event(
+            group, "v1", plural, registry=registry, id=f"child-{plural}", labels={labels.STORE: kopf.PRESENT}
+        )
+        async def child_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+            assert namespace, "a namespaced resource"
+            await reconciler.reconcile_soon(Cache.of(kwargs), namespace, labels[_STORE], trigger="child")
+
+    # A Secret a store names (its existing keys, model keys, backup credentials) that appears or changes.
+    @kopf.on.event("", "v1", "secrets", registry=registry, id="named-secret")
+    async def secret_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+        assert namespace, "a namespaced resource"
+        cache = Cache.of(kwargs)
+        for store in cache.stores(namespace):
+            if name in referenced_secret_names(store):
+                await reconciler.reconcile_soon(cache, namespace, store["metadata"]["name"], trigger="secret")
+
+
+_STORE = labels.STORE

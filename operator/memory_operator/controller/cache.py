@@ -1,0 +1,224 @@
+"""What the operator knows of the cluster: Kopf indexes fed by label-filtered watches.
+
+A reconcile reads its store's children, Secrets, policies and backups from here, not from the API:
+a converged store costs no request. Kopf fills every index from its initial listing before any other
+handler runs, and keeps it current from the watch streams.
+
+The watches of children select `app.kubernetes.io/managed-by=memory-operator` on the server. Secrets
+are the exception: a store also names Secrets of its user (`auth.existingSecret`, model keys, backup
+credentials) that carry no label of ours, so every Secret of the watched namespaces is seen, and only
+what a reconcile needs of it is kept: our own Secrets whole, any other one as its key names and a
+digest of each value (never the values).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from memory_operator import labels
+from memory_operator.api.common import GROUP, VERSION
+
+Body = Mapping[str, Any]
+MANAGED = f"{labels.MANAGED_BY_KEY}={labels.MANAGED_BY_VALUE}"
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A kind the operator indexes, and how its watch is filtered on the server."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    selector: str | None = MANAGED
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def index_id(self) -> str:
+        return f"index_{self.plural}"
+
+
+# The children of stores (and of their backups), listed by their `store` label.
+CHILDREN = (
+    Watched("", "v1", "configmaps", "ConfigMap"),
+    Watched("", "v1", "services", "Service"),
+    Watched("", "v1", "serviceaccounts", "ServiceAccount"),
+    Watched("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
+    Watched("apps", "v1", "statefulsets", "StatefulSet"),
+    Watched("apps", "v1", "deployments", "Deployment"),
+    Watched("batch", "v1", "jobs", "Job"),
+    Watched("batch", "v1", "cronjobs", "CronJob"),
+    Watched("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    Watched("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+)
+SECRETS = Watched("", "v1", "secrets", "Secret", selector=None)
+# Pods of the jobs only: their termination message is the job's summary.
+JOB_PODS = Watched("", "v1", "pods", "Pod", selector=f"{MANAGED},{labels.NAME_KEY}=memory-operator")
+STORES = Watched(GROUP, VERSION, "memorystores", "MemoryStore", selector=None)
+POLICIES = Watched(GROUP, VERSION, "memorypolicies", "MemoryPolicy", selector=None)
+BACKUPS = Watched(GROUP, VERSION, "memorybackups", "MemoryBackup", selector=None)
+
+
+def trimmed(body: Body, watched: Watched) -> dict[str, Any]:
+    """The object as the operator needs it: identity filled in, bookkeeping of the server dropped."""
+    result = copy.deepcopy(dict(body))
+    result.setdefault("apiVersion", watched.api_version)
+    result.setdefault("kind", watched.kind)
+    meta = result.setdefault("metadata", {})
+    meta.pop("managedFields", None)
+    (meta.get("annotations") or {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    return result
+
+
+def secret_view(body: Body) -> dict[str, Any]:
+    """A Secret of ours whole; any other as its keys with a digest of each value."""
+    meta = body.get("metadata") or {}
+    if _is_ours(meta.get("labels") or {}):
+        return trimmed(body, SECRETS)
+    digests = {
+        key: hashlib.sha256(str(value).encode()).hexdigest()
+        for key, value in (body.get("data") or {}).items()
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid")},
+        "digests": digests,
+    }
+
+
+def job_pod_view(body: Body) -> dict[str, Any]:
+    """What a finished job's pod tells: its labels and how its containers terminated."""
+    statuses = (body.get("status") or {}).get("containerStatuses") or []
+    return {
+        "metadata": {
+            "name": body["metadata"]["name"],
+            "labels": dict(body["metadata"].get("labels") or {}),
+        },
+        "status": {
+            "containerStatuses": [
+                {"name": s.get("name"), "state": {"terminated": (s.get("state") or {}).get("terminated")}}
+                for s in statuses
+                if (s.get("state") or {}).get("terminated")
+            ]
+        },
+    }
+
+
+def configure_watches(settings: kopf.OperatorSettings) -> None:
+    """Server-side label selectors for the watches of children and job pods."""
+    for watched in (*CHILDREN, JOB_PODS):
+        if watched.selector:
+            settings.watching.label_selectors[_selector(watched)] = watched.selector
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """The indexes; Kopf passes each to every handler as a keyword argument named by its id."""
+    for watched in CHILDREN:
+        _register_children(registry, watched)
+
+    @kopf.index(*_selector(SECRETS), registry=registry, id=SECRETS.index_id)
+    def index_secrets(
+        namespace: str | None, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> dict[Any, Any]:
+        view = secret_view(body)
+        owner = labels.get(_store_label()) if _is_ours(labels) else None
+        # Ours are also found among their store's children.
+        return {("secret", namespace, name): view, **({("store", namespace, owner): view} if owner else {})}
+
+    @kopf.index(*_selector(JOB_PODS), registry=registry, id=JOB_PODS.index_id)
+    def index_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        job = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+        return {(namespace, job): job_pod_view(body)} if job else {}
+
+    for watched in (STORES, POLICIES, BACKUPS):
+        _register_by_namespace(registry, watched)
+
+
+def _selector(watched: Watched) -> tuple[str, str, str]:
+    return (watched.group or "", watched.version, watched.plural)
+
+
+def _register_children(registry: kopf.OperatorRegistry, watched: Watched) -> None:
+    @kopf.index(*_selector(watched), registry=registry, id=watched.index_id)
+    def index_children(
+        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+    ) -> dict[Any, Any]:
+        owner = labels.get(_store_label())
+        return {(namespace, owner): trimmed(body, watched)} if owner else {}
+
+
+def _register_by_namespace(registry: kopf.OperatorRegistry, watched: Watched) -> None:
+    @kopf.index(*_selector(watched), registry=registry, id=watched.index_id)
+    def index_objects(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {namespace: trimmed(body, watched)}
+
+
+def _store_label() -> str:
+    return labels.STORE
+
+
+def _is_ours(object_labels: Mapping[str, str]) -> bool:
+    return object_labels.get(labels.MANAGED_BY_KEY) == labels.MANAGED_BY_VALUE
+
+
+@dataclass(frozen=True)
+class Cache:
+    """Read access to the indexes, from the keyword arguments Kopf gives a handler."""
+
+    indexes: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> Cache:
+        ids = {w.index_id for w in (*CHILDREN, SECRETS, JOB_PODS, STORES, POLICIES, BACKUPS)}
+        return cls({key: value for key, value in kwargs.items() if key in ids})
+
+    def _values(self, watched: Watched, key: Any) -> list[dict[str, Any]]:
+        index = self.indexes.get(watched.index_id)
+        if index is None or key not in index:
+            return []
+        return [dict(v) for v in index[key]]
+
+    def children(self, namespace: str | None, store: str) -> list[dict[str, Any]]:
+        """Every labelled child of the store (and of its backups), of every kind, Secrets included."""
+        key = (namespace, store)
+        children = [obj for watched in CHILDREN for obj in self._values(watched, key)]
+        return children + self._values(SECRETS, ("store", namespace, store))
+
+    def store(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return _named(self._values(STORES, namespace), name)
+
+    def stores(self, namespace: str) -> list[dict[str, Any]]:
+        return self._values(STORES, namespace)
+
+    def policies(self, namespace: str) -> list[dict[str, Any]]:
+        return self._values(POLICIES, namespace)
+
+    def policy(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return _named(self._values(POLICIES, namespace), name)
+
+    def backups(self, namespace: str) -> list[dict[str, Any]]:
+        return self._values(BACKUPS, namespace)
+
+    def backup(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return _named(self._values(BACKUPS, namespace), name)
+
+    def secret(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        found = self._values(SECRETS, ("secret", namespace, name))
+        return found[0] if found else None
+
+    def job_pods(self, namespace: str | None, job: str) -> list[dict[str, Any]]:
+        return self._values(JOB_PODS, (namespace, job))
+
+
+def _named(objs: Iterable[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    return next((o for o in objs if o["metadata"]["name"] == name), None)

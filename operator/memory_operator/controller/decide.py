@@ -1,0 +1,425 @@
+"""Decide: what one reconcile of a store does, from a snapshot of what exists. Pure: no I/O.
+
+The decision lists the manifests to server-side apply (rendered by render/, owned and stamped), the
+children to prune, the claims to grow and the StatefulSet to recreate for new volume templates, the
+retained volumes and backups to take back, the status to write and the Events to post. A spec that
+cannot work is refused: nothing is applied, deleted or shrunk until it changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from memory_operator import labels
+from memory_operator.api.common import Condition
+from memory_operator.api.policy import MemoryPolicy
+from memory_operator.api.store import Endpoints, LastBackup, LastExpiration, MemoryStore, MemoryStoreStatus
+from memory_operator.controller import bootstrap, credentials, plan, results, status, validation
+from memory_operator.controller.snapshot import Snapshot
+from memory_operator.controller.validation import Problem
+from memory_operator.render import Credentials, Directives, RenderSettings, names, render_store
+
+Manifest = dict[str, Any]
+FINISHED = ("Completed", "Failed")
+
+
+@dataclass(frozen=True)
+class Event:
+    """An Event to post about `target` (the store, or one of its backups)."""
+
+    target: Mapping[str, Any]
+    reason: str
+    message: str
+    warning: bool = True
+
+
+@dataclass
+class Decision:
+    status: MemoryStoreStatus | None
+    """The store's status after this reconcile; `None` when the store is gone or being deleted."""
+    apply: list[Manifest] = field(default_factory=list)
+    """Stamped, owned manifests to server-side apply, in apply order."""
+    prune: list[plan.ObjectRef] = field(default_factory=list)
+    """Children no longer rendered."""
+    delete: list[plan.ObjectRef] = field(default_factory=list)
+    """Children to delete before they can be made again (a failed restore Job to retry)."""
+    grow: list[tuple[str, str]] = field(default_factory=list)
+    """(claim, size): Qdrant's volumes to expand before the StatefulSet gets its new templates."""
+    recreate: str | None = None
+    """A StatefulSet to delete, orphaning its pods, because its volume templates change."""
+    adopt: list[plan.ObjectRef] = field(default_factory=list)
+    """Volumes and backups kept from a deleted store of this name, taken back."""
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def phase(self) -> str | None:
+        return None if self.status is None else self.status.phase
+
+
+def decide(snap: Snapshot, settings: RenderSettings, fresh: Credentials, now: str) -> Decision:
+    """One reconcile of the store in `snap`. `fresh` are keys to use for any key not yet generated."""
+    body = snap.body
+    if body["metadata"].get("deletionTimestamp"):
+        return Decision(status=None)
+    previous = previous_status(body)
+    generation = body["metadata"].get("generation")
+    try:
+        store = MemoryStore.model_validate(body)
+    except ValidationError as error:
+        problem = Problem("InvalidSpec", f"the spec is invalid: {error.errors()[0]['msg']}")
+        return refuse(body, previous, [problem], None, now)
+    if is_paused(body):
+        return Decision(status=status.paused(previous, generation, now))
+    keys = resolve_credentials(store, snap, fresh)
+    problems = validation.secret_problems(store, snap.secrets)
+    if keys.problem is not None:
+        problems.insert(0, keys.problem)
+    restore = restore_decision(store, snap, previous)
+    policies = selecting_policies(store, snap.policies)
+    manifests = children_of(store, snap, settings, keys.credentials, restore)
+    desired = desired_children(snap, manifests)
+    live_sts = snap.child("StatefulSet", names.qdrant_statefulset_name(store))
+    claims = vector_claims(snap, [live_sts, *(m for m in desired if m["kind"] == "StatefulSet")])
+    problems += validation.check_spec(store, statefulset=live_sts, vector_claims=claims)
+    if problems or keys.credentials is None:
+        return refuse(body, previous, problems, keys.problem, now)
+    decision = changes(desired, snap, claims)
+    decision.delete = restore.delete
+    decision.adopt = retained(snap)
+    decision.status = store_status(store, snap, previous, decision, restore, keys.secret_name, policies, now)
+    decision.events = restore_events(body, previous, restore) + refusal_cleared(body, previous, decision)
+    return decision
+
+
+def previous_status(body: Mapping[str, Any]) -> MemoryStoreStatus:
+    raw = body.get("status") or {}
+    try:
+        return MemoryStoreStatus.model_validate(raw)
+    except ValidationError:
+        # A status written by another version: keep what still parses, start over otherwise.
+        return MemoryStoreStatus()
+
+
+def is_paused(body: Mapping[str, Any]) -> bool:
+    annotations = body.get("metadata", {}).get("annotations") or {}
+    return bool((body.get("spec") or {}).get("paused")) or annotations.get(labels.PAUSED) == "true"
+
+
+def refuse(
+    body: Mapping[str, Any],
+    previous: MemoryStoreStatus,
+    problems: Sequence[Problem],
+    credentials_problem: Problem | None,
+    now: str,
+) -> Decision:
+    """Refuse the spec: condition, phase Failed, a Warning Event when the message is new."""
+    new = status.failed(previous, problems, body["metadata"].get("generation"), now, credentials_problem)
+    old_ready = status.find(previous.conditions, "Ready")
+    new_ready = status.find(new.conditions, "Ready")
+    assert new_ready is not None
+    events = []
+    if old_ready is None or old_ready.message != new_ready.message:
+        reason = problems[0].reason if problems else "InvalidSpec"
+        events.append(Event(body, reason, new_ready.message))
+    return Decision(status=new, events=events)
+
+
+def refusal_cleared(body: Mapping[str, Any], previous: MemoryStoreStatus, decision: Decision) -> list[Event]:
+    """An Event when a refused spec is applied again."""
+    if previous.phase != "Failed" or decision.phase == "Failed":
+        return []
+    return [Event(body, "Applied", "the spec is applied again", warning=False)]
+
+
+def resolve_credentials(store: MemoryStore, snap: Snapshot, fresh: Credentials) -> credentials.Resolution:
+    auth = store.spec.auth
+    return credentials.resolve(
+        store,
+        generated_secret=None
+        if auth.existing_secret
+        else snap.secrets.get(names.credentials_secret_name(store)),
+        qdrant_secret=snap.secrets.get(names.qdrant_secret_name(store)),
+        existing_secret=snap.secrets.get(auth.existing_secret) if auth.existing_secret else None,
+        generated_secret_name=names.credentials_secret_name(store),
+        fresh=fresh,
+    )
+
+
+def selecting_policies(store: MemoryStore, policies: Sequence[Mapping[str, Any]]) -> list[MemoryPolicy]:
+    """The live policies of the store's namespace whose selector matches the store's labels."""
+    result = []
+    for body in policies:
+        if body.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        try:
+            policy = MemoryPolicy.model_validate(body)
+        except ValidationError:
+            continue
+        if policy.spec.selector.matches(store.metadata.labels):
+            result.append(policy)
+    return sorted(result, key=lambda p: p.metadata.name)
+
+
+def restore_decision(store: MemoryStore, snap: Snapshot, previous: MemoryStoreStatus) -> bootstrap.Bootstrap:
+    source = store.spec.bootstrap.from_backup if store.spec.bootstrap else None
+    job_name = names.restore_job_name(store)
+    job = snap.child("Job", job_name)
+    error = None
+    if job is not None and results.job_finished(job) is False:
+        message = results.termination_message(snap.job_pods.get(job_name, [])) or {}
+        error = str(message["error"])[: results.MAX_ERROR] if message.get("error") else None
+    backup = None
+    if source is not None:
+        backup = next((b for b in snap.backups if b["metadata"]["name"] == source.name), None)
+    return bootstrap.decide(
+        store,
+        restored_from=previous.restored_from,
+        backup=backup,
+        job=job,
+        job_error=error,
+        generation=store.metadata.generation,
+        retry=store.metadata.annotations.get(labels.RETRY_RESTORE),
+    )
+
+
+def directives(store: MemoryStore, snap: Snapshot, restore: bootstrap.Bootstrap) -> Directives:
+    """What the operator runs beyond the spec: backup Jobs, the restore Job, a held server."""
+    return Directives(
+        backups=backups_to_run(store, snap),
+        restore=restore.run_job,
+        restore_attempt=restore.attempt,
+        hold_server=restore.held is not None,
+    )
+
+
+def store_backups(store: MemoryStore, backups: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The store's MemoryBackups, oldest first."""
+    mine = [
+        b
+        for b in backups
+        if ((b.get("spec") or {}).get("storeRef") or {}).get("name") == store.metadata.name
+        and not b["metadata"].get("deletionTimestamp")
+    ]
+    return sorted(mine, key=lambda b: (b["metadata"].get("creationTimestamp") or "", b["metadata"]["name"]))
+
+
+def backup_phase(backup: Mapping[str, Any]) -> str:
+    return str((backup.get("status") or {}).get("phase") or "Pending")
+
+
+def backups_to_run(store: MemoryStore, snap: Snapshot) -> list[str]:
+    """The MemoryBackups whose Jobs exist or start now: one at a time, the oldest unfinished first."""
+    if store.spec.backup is None:
+        return []
+    unfinished = [
+        b["metadata"]["name"] for b in store_backups(store, snap.backups) if backup_phase(b) not in FINISHED
+    ]
+    jobs = {c["metadata"]["name"] for c in snap.of_kind("Job")}
+    started = [name for name in unfinished if names.backup_job_name(name) in jobs]
+    return started or unfinished[:1]
+
+
+def children_of(
+    store: MemoryStore,
+    snap: Snapshot,
+    settings: RenderSettings,
+    keys: Credentials | None,
+    restore: bootstrap.Bootstrap,
+) -> list[Manifest]:
+    """What render/ makes of the store given what exists: exactly what `memory-operator render` prints
+    for the same objects."""
+    policies = selecting_policies(store, snap.policies)
+    return render_store(store, policies, settings, keys, directives(store, snap, restore))
+
+
+def desired_children(snap: Snapshot, manifests: Sequence[Manifest]) -> list[Manifest]:
+    """The children owned (by the store; a backup's Job by its MemoryBackup) and stamped."""
+    backups = {b["metadata"]["name"]: b for b in snap.backups}
+    desired = []
+    for manifest in manifests:
+        backup_name = (manifest["metadata"].get("labels") or {}).get(labels.BACKUP)
+        owner = backups.get(backup_name) if backup_name and manifest["kind"] == "Job" else snap.body
+        desired.append(plan.stamped(plan.owned(manifest, owner or snap.body)))
+    return desired
+
+
+def vector_claims(snap: Snapshot, statefulsets: Sequence[Mapping[str, Any] | None]) -> list[dict[str, Any]]:
+    """Claims made from the volume templates of these StatefulSets (live and desired)."""
+    patterns = [plan.claim_template_pattern(s) for s in statefulsets if s]
+    return [
+        c
+        for c in snap.of_kind("PersistentVolumeClaim")
+        if any(p.match(c["metadata"]["name"]) for p in patterns)
+    ]
+
+
+def changes(desired: Sequence[Manifest], snap: Snapshot, claims: Sequence[Mapping[str, Any]]) -> Decision:
+    """What to write so that the children are as desired."""
+    todo = plan.plan(desired, snap.children)
+    decision = Decision(status=None, apply=todo.apply, prune=todo.prune)
+    for manifest in todo.apply:
+        if manifest["kind"] != "StatefulSet":
+            continue
+        live = snap.child("StatefulSet", manifest["metadata"]["name"])
+        if plan.claim_templates_changed(manifest, live):
+            decision.grow = plan.claims_to_grow(manifest, claims)
+            decision.recreate = manifest["metadata"]["name"]
+    return decision
+
+
+def retained(snap: Snapshot) -> list[plan.ObjectRef]:
+    """Volumes and backups of a deleted store of the same name: this store takes them back."""
+    found = [c for c in snap.of_kind("PersistentVolumeClaim")] + list(snap.backups)
+    return [
+        plan.ObjectRef.of(obj)
+        for obj in found
+        if (obj["metadata"].get("labels") or {}).get(labels.RETAINED_FROM) == snap.name
+    ]
+
+
+def store_status(
+    store: MemoryStore,
+    snap: Snapshot,
+    previous: MemoryStoreStatus,
+    decision: Decision,
+    restore: bootstrap.Bootstrap,
+    credentials_secret: str,
+    policies: Sequence[MemoryPolicy],
+    now: str,
+) -> MemoryStoreStatus:
+    applying = {m["kind"] for m in decision.apply}
+    spec = store.spec
+    server_replicas = 0 if restore.held is not None else spec.server.replicas
+    seen = status.Observed(
+        generation=store.metadata.generation,
+        vector=status.workload(
+            snap.child("StatefulSet", names.qdrant_statefulset_name(store)),
+            "Qdrant",
+            spec.vector_store.replicas,
+            applying="StatefulSet" in applying,
+        ),
+        server=status.workload(
+            snap.child("Deployment", names.server_deployment_name(store)),
+            "memory server",
+            server_replicas,
+            applying="Deployment" in applying,
+        ),
+        qdrant_replicas=spec.vector_store.replicas,
+        credentials_secret=credentials_secret,
+        endpoints=Endpoints(
+            server=names.server_url(store),
+            mcp=names.server_url(store) + "/mcp/{client}/http/{user_id}",
+            qdrant=names.qdrant_url(store),
+        ),
+        held=restore.held,
+        extra=[
+            expiration_scheduled(policies, store.metadata.generation),
+            *([restore.condition] if restore.condition else []),
+            *backup_conditions(store, snap),
+            *expiration_conditions(store, snap),
+        ],
+    )
+    new = status.observed(previous, seen, now)
+    return new.model_copy(
+        update={
+            "restored_from": restore.restored_from,
+            "last_backup": last_backup(store, snap) or previous.last_backup,
+            "last_expiration": last_expiration(store, snap) or previous.last_expiration,
+        }
+    )
+
+
+def expiration_scheduled(policies: Sequence[MemoryPolicy], generation: int | None) -> Condition:
+    active = sorted(p.metadata.name for p in policies if not p.spec.suspend)
+    if active:
+        message = "expiration scheduled by MemoryPolicy " + ", ".join(active)
+        return status.condition("ExpirationScheduled", True, "Scheduled", message, generation)
+    return status.condition(
+        "ExpirationScheduled", False, "NoPolicy", "no MemoryPolicy selects this store", generation
+    )
+
+
+def last_backup(store: MemoryStore, snap: Snapshot) -> LastBackup | None:
+    backups = store_backups(store, snap.backups)
+    if not backups:
+        return None
+    newest = backups[-1]
+    return LastBackup(
+        name=newest["metadata"]["name"],
+        phase=backup_phase(newest),
+        completion_time=(newest.get("status") or {}).get("stopTime"),
+    )
+
+
+def backup_conditions(store: MemoryStore, snap: Snapshot) -> list[Condition]:
+    """`LastBackupSucceeded`, from the newest finished backup of the store."""
+    finished = [b for b in store_backups(store, snap.backups) if backup_phase(b) in FINISHED]
+    if not finished:
+        return []
+    newest = finished[-1]
+    name, backup_status = newest["metadata"]["name"], newest.get("status") or {}
+    if backup_phase(newest) == "Completed":
+        message = f"backup {name} completed at {backup_status.get('stopTime')}"
+        return [status.condition("LastBackupSucceeded", True, "Completed", message, None)]
+    message = f"backup {name} failed: {backup_status.get('error')}"
+    return [status.condition("LastBackupSucceeded", False, "BackupFailed", message, None)]
+
+
+def newest_run(store: MemoryStore, snap: Snapshot) -> tuple[str, Mapping[str, Any]] | None:
+    """(policy, run) of the newest expiration run on the store, from the policies' `lastRuns`."""
+    runs = [
+        (str(p["metadata"]["name"]), run)
+        for p in snap.policies
+        for run in (p.get("status") or {}).get("lastRuns") or []
+        if run.get("store") == store.metadata.name
+    ]
+    return max(runs, key=lambda item: (str(item[1].get("time") or ""), item[0])) if runs else None
+
+
+def last_expiration(store: MemoryStore, snap: Snapshot) -> LastExpiration | None:
+    found = newest_run(store, snap)
+    if found is None:
+        return None
+    policy, run = found
+    return LastExpiration(
+        policy=policy,
+        time=str(run.get("time") or ""),
+        deleted=int(run.get("deleted") or 0),
+        succeeded=bool(run.get("succeeded", True)),
+    )
+
+
+def expiration_conditions(store: MemoryStore, snap: Snapshot) -> list[Condition]:
+    """`ExpirationSucceeded`, from the newest run of any policy on the store."""
+    found = newest_run(store, snap)
+    if found is None:
+        return []
+    policy, run = found
+    when = run.get("time")
+    if run.get("succeeded", True):
+        verb = "would delete" if run.get("dryRun") else "deleted"
+        message = f"policy {policy} {verb} {run.get('deleted', 0)} memories at {when}"
+        return [status.condition("ExpirationSucceeded", True, "Succeeded", message, None)]
+    message = f"policy {policy} failed at {when}: {run.get('error')}"
+    return [status.condition("ExpirationSucceeded", False, "RunFailed", message, None)]
+
+
+def restore_events(
+    body: Mapping[str, Any], previous: MemoryStoreStatus, restore: bootstrap.Bootstrap
+) -> list[Event]:
+    """One Event per new restore outcome (the condition's message changed)."""
+    if restore.condition is None:
+        return []
+    old = status.find(previous.conditions, bootstrap.CONDITION)
+    if old is not None and old.message == restore.condition.message:
+        return []
+    reason, message = restore.condition.reason, restore.condition.message
+    if restore.warning:
+        return [Event(body, reason, message)]
+    if restore.just_restored:
+        return [Event(body, reason, message, warning=False)]
+    return []
