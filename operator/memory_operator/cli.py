@@ -19,6 +19,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("expire", "memory_operator.expire.main", "purge memories by a policy's retention rules (CronJob role)"),
     ("backup", "memory_operator.backup.main", "snapshot a store's collections to its backup destination"),
     ("restore", "memory_operator.backup.restore", "restore a store's collections from a backup"),
+    (
+        "collection",
+        "memory_operator.collection.main",
+        "create the store's Qdrant collection as specified and replicate its shards (Job role)",
+    ),
 ]
 
 

@@ -1,0 +1,142 @@
+"""`memory-operator collection`: make the store's Qdrant collection as the spec says.
+
+Run by the operator as a Job. It waits until every Qdrant peer (the `MEMORY_QDRANT_PEERS`) has joined
+the cluster, or the single node answers `/readyz`; then, for the store's collection and (by default)
+mem0's `<collection>_entities`:
+
+- creates it when missing, as mem0 would (vectors, sparse vector, payload indexes) with the spec's shard
+  number, replication factor and on-disk setting, so that the memory server finds it ready;
+- on a live collection, changes what Qdrant can change (on-disk vectors, replication factor), adds
+  missing payload indexes, and reports what it cannot change (shard number, a missing sparse vector);
+  vectors of another size or distance fail the job: the server could not use the collection;
+- in distributed mode, has Qdrant replicate shards onto the store's peers until every shard has
+  `replicationFactor` active replicas (after a scale-up, say).
+
+Its summary (`memory_operator.api.collection.CollectionSetupSummary`) goes to stdout and to the
+termination log; the exit code is 1 when it failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from memory_operator import env
+
+if TYPE_CHECKING:
+    from memory_operator.api.collection import CollectionSetupSummary
+    from memory_operator.collection.settings import CollectionSettings
+    from memory_operator.qdrant_node import QdrantNode
+
+logger = logging.getLogger("memory_operator.collection")
+DEFAULT_WAIT_SECONDS = 600.0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        f"Settings come from the environment: {env.QDRANT_PEERS} (or {env.QDRANT_URL} for one node), "
+        f"{env.QDRANT_API_KEY}, {env.COLLECTION}, {env.COLLECTION_VECTOR_SIZE}, {env.COLLECTION_DISTANCE}, "
+        f"{env.COLLECTION_ON_DISK}, {env.COLLECTION_SHARD_NUMBER}, {env.COLLECTION_REPLICATION_FACTOR} "
+        f"and {env.COLLECTION_ENTITIES}."
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=DEFAULT_WAIT_SECONDS,
+        help="seconds to wait for every peer to join, and again for shard transfers "
+        f"(default {DEFAULT_WAIT_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--termination-log",
+        type=Path,
+        default=Path(env.TERMINATION_LOG),
+        help=f"file for the JSON summary the operator reads (default {env.TERMINATION_LOG})",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log debug messages")
+
+
+def set_up(
+    nodes: list[QdrantNode],
+    settings: CollectionSettings,
+    summary: CollectionSetupSummary,
+    wait_timeout: float,
+) -> None:
+    """Do the job; what it did goes to `summary`, failures are raised (with `summary.reason` set)."""
+    from memory_operator.api import collection as reasons
+    from memory_operator.collection.setup import ensure_collection, replicate
+    from memory_operator.qdrant_node import QdrantError, wait_for_cluster
+
+    summary.reason = reasons.CLUSTER_NOT_READY
+    peer_ids = wait_for_cluster(nodes, wait_timeout)
+    summary.peers = len(nodes)
+    summary.reason = reasons.QDRANT_ERROR
+    live = [peer for peer in peer_ids if peer is not None]
+    for name in settings.collections:
+        outcome = ensure_collection(nodes[0], settings, name)
+        summary.collections.append(outcome)
+        if len(live) > 1:
+            replication = replicate(nodes[0], name, settings.replication_factor, live, wait_timeout)
+            outcome.replications = replication.replications
+            outcome.under_replicated_shards = replication.under_replicated
+    short = [
+        f"{o.name} shard(s) {', '.join(map(str, o.under_replicated_shards))}"
+        for o in summary.collections
+        if o.under_replicated_shards
+    ]
+    if short:
+        summary.reason = reasons.REPLICATION_INCOMPLETE
+        raise QdrantError(
+            f"fewer than {settings.replication_factor} active replicas remain for {'; '.join(short)} "
+            f"after {wait_timeout:g}s (too few live peers, or transfers still running)"
+        )
+    summary.reason = None
+
+
+def run(args: argparse.Namespace) -> int:
+    from memory_operator.api import collection as reasons
+    from memory_operator.api.collection import CollectionSetupSummary
+    from memory_operator.backup.settings import SettingsError
+    from memory_operator.backup.summary import configure_logging, now, rfc3339
+    from memory_operator.collection import settings as settings_
+    from memory_operator.collection.setup import IncompatibleCollection
+    from memory_operator.qdrant_node import QdrantError, QdrantNode
+
+    configure_logging(args.verbose)
+    summary = CollectionSetupSummary(start_time=rfc3339(now()))
+    nodes: list[QdrantNode] = []
+    try:
+        settings = settings_.collection_settings()
+        api_key = env.get(env.QDRANT_API_KEY)
+        nodes = [QdrantNode(url, api_key) for url in settings_.peers()]
+        set_up(nodes, settings, summary, args.wait_timeout)
+        summary.phase = "Completed"
+    except SettingsError as error:
+        summary.reason, summary.error = reasons.INVALID_SETTINGS, str(error)
+    except IncompatibleCollection as error:
+        summary.reason, summary.error = reasons.INCOMPATIBLE_COLLECTION, str(error)
+    except QdrantError as error:
+        summary.reason, summary.error = summary.reason or reasons.QDRANT_ERROR, str(error)
+    finally:
+        for node in nodes:
+            node.close()
+    if summary.error:
+        logger.error("collection setup failed (%s): %s", summary.reason, summary.error)
+    summary.stop_time = rfc3339(now())
+    emit(summary, args.termination_log)
+    return 0 if summary.succeeded else 1
+
+
+def emit(summary: CollectionSetupSummary, termination_log: Path | None) -> None:
+    """Print the whole summary and write what fits to the termination log."""
+    import json
+    import sys
+
+    print(json.dumps(summary.to_wire(), indent=2), file=sys.stdout, flush=True)
+    if termination_log is None:
+        return
+    try:
+        termination_log.write_text(summary.termination_message())
+    except OSError as error:
+        logger.warning("cannot write the termination log %s: %s", termination_log, error)
