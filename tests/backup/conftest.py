@@ -14,6 +14,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from backup import fake_qdrant
 from backup.fake_qdrant import FakeQdrant
 from e2e.cluster import Client
 from memory_operator import cli, env
@@ -44,6 +45,16 @@ def no_real_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Tests that want an API point KUBECONFIG at the test API server themselves."""
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-cluster-kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def qdrant_contract_kept() -> Iterator[None]:
+    """Every request to a fake Qdrant fit Qdrant's API, and every answer the models qdrant-client reads."""
+    fake_qdrant.CLUSTERS.clear()
+    yield
+    violations = [v for cluster in fake_qdrant.CLUSTERS for v in cluster.violations]
+    fake_qdrant.CLUSTERS.clear()
+    assert violations == [], violations
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from backup.conftest import BUCKET, COLLECTION, ENTITIES, MEMORIES, STORE, free_port
-from backup.fake_qdrant import FakeQdrant, read_snapshot
+from backup.fake_qdrant import VERSION, FakeQdrant, read_snapshot, running_cluster
 from memory_operator import env
 from memory_operator.api.backup import MemoryBackupStatus
 from memory_operator.backup.destination import DirectoryDestination
@@ -39,13 +39,20 @@ def test_backup_to_a_directory(dir_env: Path, qdrant: FakeQdrant, role: Any) -> 
         assert snapshot["file"] == f"{snapshot['collection']}/node-0/{snapshot['name']}"
         assert snapshot["sha256"] == hashlib.sha256(data).hexdigest()
         assert snapshot["size"] == len(data)
-        assert snapshot["peer"] == qdrant.url and snapshot["qdrantVersion"] == "1.15.4"
-        assert read_snapshot(data).points == points  # the bytes Qdrant made, untouched
+        assert snapshot["peer"] == qdrant.url and snapshot["qdrantVersion"] == VERSION
+        assert snapshot["shards"] == [0]
+        assert read_snapshot(data)[1] == points  # the bytes Qdrant made, untouched
     # Snapshots are deleted from Qdrant once copied (they take the node's disk); other collections untouched.
     assert (
         qdrant.stored_snapshots(COLLECTION) == [] and qdrant.stored_snapshots(COLLECTION + "_entities") == []
     )
     assert not any("someone-elses" in path for _, path in qdrant.requests)
+    # Exact counts around the snapshots, for the restore to check against.
+    assert manifest["formatVersion"] == 2
+    assert manifest["points"] == [
+        {"collection": COLLECTION, "before": len(MEMORIES), "after": len(MEMORIES)},
+        {"collection": COLLECTION + "_entities", "before": len(ENTITIES), "after": len(ENTITIES)},
+    ]
 
     status = MemoryBackupStatus.model_validate(json.loads(result.termination_message))
     assert len(result.termination_message.encode()) < 4096
@@ -76,7 +83,7 @@ def test_backup_to_s3(s3_env: Any, qdrant: FakeQdrant, role: Any) -> None:
     for snapshot, points in zip(manifest["snapshots"], (MEMORIES, ENTITIES), strict=True):
         data = s3_env.get_object(Bucket=BUCKET, Key=folder + snapshot["file"])["Body"].read()
         assert hashlib.sha256(data).hexdigest() == snapshot["sha256"]
-        assert read_snapshot(data).points == points
+        assert read_snapshot(data)[1] == points
     status = MemoryBackupStatus.model_validate(json.loads(result.termination_message))
     assert status.phase == "Completed" and status.location == f"s3://{BUCKET}/{folder}"
 
@@ -84,11 +91,11 @@ def test_backup_to_s3(s3_env: Any, qdrant: FakeQdrant, role: Any) -> None:
 def test_distributed_mode_snapshots_every_peer(
     dir_env: Path, base_env: pytest.MonkeyPatch, role: Any
 ) -> None:
-    # Each peer holds its own shards: different points on each node.
-    peers = [FakeQdrant(api_key="qdrant-test-key").start() for _ in range(3)]
-    try:
-        for index, peer in enumerate(peers):
-            peer.create_collection(COLLECTION, {f"p{index}": {"vector": [index, 0, 0, 0], "payload": {}}})
+    with running_cluster(3, api_key="qdrant-test-key") as cluster:
+        # Three shards, one on each peer: each peer's snapshot holds its own shard's points only.
+        points = {f"p{i}": {"vector": [i, 0, 0, 0], "payload": {}} for i in range(12)}
+        cluster.create_collection(COLLECTION, points, shard_number=3)
+        peers = cluster.peers
         base_env.setenv(env.QDRANT_PEERS, ",".join(p.url for p in peers))
         base_env.setenv(env.QDRANT_URL, "http://127.0.0.1:1")  # the Service: must not be used for snapshots
 
@@ -99,15 +106,20 @@ def test_distributed_mode_snapshots_every_peer(
         assert [(s["node"], s["peer"]) for s in manifest["snapshots"]] == [
             (i, p.url) for i, p in enumerate(peers)
         ]
-        for index, snapshot in enumerate(manifest["snapshots"]):
+        held: set[str] = set()
+        for peer, snapshot in zip(peers, manifest["snapshots"], strict=True):
             data = (dir_env / STORE / "b1" / snapshot["file"]).read_bytes()
-            assert set(read_snapshot(data).points) == {f"p{index}"}
+            assert set(read_snapshot(data)[1]) == set(peer.local_points(COLLECTION))
+            states = cluster.replica_states(COLLECTION)
+            assert snapshot["shards"] == sorted(
+                s for s, replicas in states.items() if peer.ordinal in replicas
+            )
+            held |= set(read_snapshot(data)[1])
+        assert held == set(points)
+        assert manifest["points"] == [{"collection": COLLECTION, "before": 12, "after": 12}]
         status = MemoryBackupStatus.model_validate(json.loads(result.termination_message))
         assert [s.peer for s in status.snapshots] == [p.url for p in peers]
         assert all(p.stored_snapshots(COLLECTION) == [] for p in peers)
-    finally:
-        for peer in peers:
-            peer.stop()
 
 
 def old_backup(
@@ -246,3 +258,35 @@ def test_a_named_claim_shows_in_the_location(dir_env: Path, base_env: pytest.Mon
     base_env.setenv(env.BACKUP_CLAIM_NAME, "agents-backups")
     result = role("backup", "--backup", "b1")
     assert result.summary["location"] == f"pvc://agents-backups/{STORE}/b1/"
+
+
+def test_a_snapshot_replaced_in_the_same_second_is_taken_again(
+    dir_env: Path, qdrant: FakeQdrant, role: Any
+) -> None:
+    # Qdrant names snapshots by the second: another client's snapshot of the same collection in that
+    # second replaces this backup's before it is copied.
+    second = datetime.datetime(2025, 3, 10, 2, 0, 5, tzinfo=datetime.UTC)
+    calls = iter(range(10**6))
+    qdrant.cluster.clock = lambda: second if next(calls) < 2 else datetime.datetime.now(datetime.UTC)
+    qdrant.drop_collection(COLLECTION + "_entities")
+    theirs: dict[str, Any] = {}
+
+    def another_client(collection: str, name: str) -> None:
+        if not theirs:
+            qdrant.cluster.upsert(collection, {"late": {"vector": [1, 1, 1, 1], "payload": {}}})
+            theirs.update(qdrant.take_snapshot(collection))
+
+    qdrant.after_snapshot = another_client
+
+    result = role("backup", "--backup", "b1")
+
+    assert result.code == 0, result.summary
+    (snapshot,) = manifest_at(dir_env / STORE / "b1")["snapshots"]
+    assert snapshot["name"] != theirs["name"]  # taken again, in a later second
+    data = (dir_env / STORE / "b1" / snapshot["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == snapshot["sha256"]
+    assert set(read_snapshot(data)[1]) == {*MEMORIES, "late"}
+    # The other client's snapshot is left to it; nothing of the first attempt stays in the backup.
+    assert qdrant.stored_snapshots(COLLECTION) == [theirs["name"], theirs["name"] + ".checksum"]
+    files = sorted(p.name for p in (dir_env / STORE / "b1").rglob("*") if p.is_file())
+    assert files == sorted(["manifest.json", snapshot["name"]])

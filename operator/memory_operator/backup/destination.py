@@ -61,6 +61,10 @@ class Destination(ABC):
     def delete_backup(self, store: str, backup: str) -> None:
         """Remove the backup's folder and everything in it (nothing happens when it does not exist)."""
 
+    @abstractmethod
+    def delete_file(self, store: str, backup: str, file: str) -> None:
+        """Remove one file of the backup (nothing happens when it does not exist)."""
+
     def read_manifest(self, store: str, backup: str) -> Manifest | None:
         text = self.read_text(store, backup, MANIFEST_NAME)
         return None if text is None else Manifest.from_json(text)
@@ -161,6 +165,12 @@ class DirectoryDestination(Destination):
         # The manifest goes first: a half-deleted backup must not look complete.
         self._path(store, backup, MANIFEST_NAME).unlink(missing_ok=True)
         shutil.rmtree(self._path(store, backup), ignore_errors=True)
+
+    def delete_file(self, store: str, backup: str, file: str) -> None:
+        try:
+            self._path(store, backup, file).unlink(missing_ok=True)
+        except OSError as error:
+            raise DestinationError(f"cannot delete {self._path(store, backup, file)}: {error}") from error
 
 
 class S3Destination(Destination):
@@ -315,3 +325,12 @@ class S3Destination(Destination):
                 )
         except (BotoCoreError, ClientError) as error:
             raise self._fail(error, f"deleting s3://{self.bucket}/{folder}") from error
+
+    def delete_file(self, store: str, backup: str, file: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = self._key(store, backup, file)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as error:
+            raise self._fail(error, f"deleting s3://{self.bucket}/{key}") from error

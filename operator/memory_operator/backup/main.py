@@ -235,10 +235,10 @@ def run_backup(args: argparse.Namespace) -> int:
     from memory_operator.api.backup import CollectionSnapshot, MemoryBackupStatus
     from memory_operator.backup import settings
     from memory_operator.backup.destination import DestinationError
-    from memory_operator.backup.snapshots import QdrantError, QdrantNode
     from memory_operator.backup.streams import ChecksumMismatch
     from memory_operator.backup.summary import emit, now, rfc3339
     from memory_operator.backup.take import BackupRequest, prune, take_backup
+    from memory_operator.qdrant_node import QdrantError, QdrantNode
 
     started = now()
     status = MemoryBackupStatus(phase="Failed", start_time=rfc3339(started))

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+# 2: `points`, the exact point count of each collection around its snapshots (restore checks it).
+FORMAT_VERSION = 2
 
 
 class _Model(BaseModel):
@@ -36,7 +37,22 @@ class SnapshotFile(_Model):
     sha256: str
     """SHA-256 of the file, hex."""
     qdrant_version: str | None = None
-    """Version of the Qdrant node; snapshots restore into the same (or next) minor version."""
+    """Version of the Qdrant node; restore refuses a store running another minor version."""
+    shards: list[int] | None = None
+    """Shards the node held an active replica of when the snapshot was taken (format 2); a snapshot holds
+    the data of the node's own replicas only."""
+
+
+class CollectionPoints(_Model):
+    """Exact point count of a collection, counted just before its first snapshot and just after its last.
+
+    The two differ when the collection was written to during the backup; the snapshots then hold a
+    count between them.
+    """
+
+    collection: str
+    before: int
+    after: int
 
 
 class Manifest(_Model):
@@ -54,6 +70,8 @@ class Manifest(_Model):
     time: datetime.datetime
     """When the backup completed."""
     snapshots: list[SnapshotFile] = Field(default_factory=list)
+    points: list[CollectionPoints] = Field(default_factory=list)
+    """Point counts per collection (format 2; absent from older backups)."""
 
     @property
     def size(self) -> int:

@@ -1,4 +1,4 @@
-"""A readable stream that hashes and counts the bytes passing through it."""
+"""Readable streams that hash and count the bytes passing through them."""
 
 from __future__ import annotations
 
@@ -14,35 +14,18 @@ class ChecksumMismatch(Exception):
     """A file's bytes do not match the SHA-256 (or size) recorded for it."""
 
 
-class HashingReader(io.RawIOBase):
-    """File-like view of an iterable of byte chunks, computing SHA-256 and size of what was read."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
+class _Hashing(io.RawIOBase):
+    def __init__(self) -> None:
         super().__init__()
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._pending = b""
         self._hash = hashlib.sha256()
         self.size = 0
-
-    @classmethod
-    def over(cls, stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> HashingReader:
-        return cls(iter(lambda: stream.read(chunk_size), b""))
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = chunk
-        count = min(len(buffer), len(self._pending))
-        piece, self._pending = self._pending[:count], self._pending[count:]
-        buffer[:count] = piece
-        self._hash.update(piece)
-        self.size += count
-        return count
+    def _count(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
+        self.size += len(data)
 
     @property
     def sha256(self) -> str:
@@ -52,5 +35,51 @@ class HashingReader(io.RawIOBase):
         """Raise ChecksumMismatch unless what was read has the expected digest and size (when known)."""
         if size is not None and size != self.size:
             raise ChecksumMismatch(f"{what}: size mismatch, expected {size} bytes, got {self.size}")
-        if sha256 and sha256.lower() != self.sha256:
+        # Qdrant compares checksums without regard to case; so does this.
+        if sha256 and sha256.strip().lower() != self.sha256:
             raise ChecksumMismatch(f"{what}: checksum mismatch, expected sha256 {sha256}, got {self.sha256}")
+
+
+class HashingReader(_Hashing):
+    """File-like view of an iterable of byte chunks, computing SHA-256 and size of what was read."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__()
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._pending = memoryview(b"")
+
+    @classmethod
+    def over(cls, stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> HashingReader:
+        return cls(iter(lambda: stream.read(chunk_size), b""))
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        count = min(len(buffer), len(self._pending))
+        piece, self._pending = self._pending[:count], self._pending[count:]
+        buffer[:count] = piece
+        self._count(piece)
+        return count
+
+
+class HashingUpload(_Hashing):
+    """A stream read once, to its end, by an uploader: hashes and counts what it hands out.
+
+    `name` is the file name the upload carries (a multipart part's file name), which Qdrant keeps for
+    the file it stores.
+    """
+
+    def __init__(self, source: BinaryIO, name: str) -> None:
+        super().__init__()
+        self._source = source
+        self.name = name
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._source.read(len(buffer))
+        count = len(data)
+        buffer[:count] = data
+        self._count(data)
+        return count
