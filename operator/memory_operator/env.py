@@ -41,6 +41,8 @@ LLM_API_KEY = "MEMORY_LLM_API_KEY"
 LLM_BASE_URL = "MEMORY_LLM_BASE_URL"
 # YAML file with custom categories, custom instructions and per-category default expiration.
 SERVER_CONFIG_FILE = "MEMORY_SERVER_CONFIG_FILE"
+# Browser origins allowed to call the memory server (CORS), comma-separated; unset means none.
+CORS_ALLOWED_ORIGINS = "MEMORY_CORS_ALLOWED_ORIGINS"
 # JSON file with a MemoryPolicy's spec, for the expiration job.
 POLICY_FILE = "MEMORY_POLICY_FILE"
 # Base URL of the memory server, for jobs that must go through its API (the openmemory flavor).
@@ -85,8 +87,5 @@ BACKUP_DIR = "MEMORY_BACKUP_DIR"
 # Retention: completed backups kept at most, and the age (e.g. `30d`) beyond which they are pruned.
 BACKUP_MAX_COUNT = "MEMORY_BACKUP_MAX_COUNT"
 BACKUP_MAX_AGE = "MEMORY_BACKUP_MAX_AGE"
-# The store's backup cron schedule, so that the scheduled job names its MemoryBackup after the time the
-# schedule fired (a retried pod then finds the same name).
-BACKUP_SCHEDULE = "MEMORY_BACKUP_SCHEDULE"
 # Restore: the store the backup was taken from, when it differs from the store being restored.
 BACKUP_SOURCE_STORE = "MEMORY_BACKUP_SOURCE_STORE"
