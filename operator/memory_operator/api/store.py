@@ -45,6 +45,20 @@ class StorageSpec(ApiModel):
     """StorageClass of the volumes; the cluster default when unset. Immutable."""
 
 
+class SnapshotStorageSpec(ApiModel):
+    """Each Qdrant node's room for collection snapshots: one taken for a backup (copied out, then
+    deleted) or one uploaded by a restore (deleted once recovered)."""
+
+    size: Quantity | None = None
+    """Room for the largest snapshot of a node's share of the collection; the size of `storage` when
+    unset (a snapshot is about as large as the data it holds)."""
+    claim: bool = False
+    """Put the room on a volume claimed for each pod (a generic ephemeral volume, deleted with the pod)
+    instead of an `emptyDir` on the node's disk, limited to `size` (going beyond it evicts the pod)."""
+    storage_class_name: str | None = Field(default=None, max_length=253)
+    """StorageClass of that claim; the cluster default when unset."""
+
+
 class CollectionSpec(ApiModel):
     """The Qdrant collection that holds the memories."""
 
@@ -74,6 +88,8 @@ class VectorStoreSpec(ApiModel):
     """Compute resources of each node."""
     collection: CollectionSpec = Field(default_factory=CollectionSpec)
     """The collection that holds the memories."""
+    snapshots: SnapshotStorageSpec = Field(default_factory=SnapshotStorageSpec)
+    """Room for the snapshots of backups and restores on each node."""
 
 
 class ServerFlavor(StrEnum):

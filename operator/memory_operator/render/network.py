@@ -1,7 +1,7 @@
 """NetworkPolicies: who may reach Qdrant, and (for the unauthenticated openmemory flavor) the server.
 
-Qdrant's REST and gRPC ports accept this store's server and job pods and the operator; its cluster port
-accepts only the store's other Qdrant nodes. Egress is left open (model providers, S3).
+Qdrant's REST and gRPC ports accept this store's server and job pods and the operator; its cluster port,
+and its REST port, accept the store's other Qdrant nodes. Egress is left open (model providers, S3).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 
 from memory_operator import env, labels
 from memory_operator.api.store import MemoryStore, ServerFlavor
-from memory_operator.render import meta, names, qdrant, server
+from memory_operator.render import collection, meta, names, qdrant, server
 from memory_operator.render.meta import Manifest
 
 # Components of the store's job pods (restore jobs carry the backup component).
-JOB_COMPONENTS = [meta.BACKUP, meta.EXPIRATION]
+JOB_COMPONENTS = [meta.BACKUP, meta.EXPIRATION, collection.COMPONENT]
 
 
 def _ports(*ports: int) -> list[dict[str, Any]]:
@@ -66,9 +66,11 @@ def qdrant_policy(
                     ],
                     "ports": _ports(env.QDRANT_HTTP_PORT, env.QDRANT_GRPC_PORT),
                 },
+                # Peers: consensus and shard transfers on the cluster port, and the `snapshot` transfer
+                # method, which downloads the shard snapshot over REST.
                 {
                     "from": [{"podSelector": {"matchLabels": qdrant.selector(store)}}],
-                    "ports": _ports(env.QDRANT_P2P_PORT),
+                    "ports": _ports(env.QDRANT_HTTP_PORT, env.QDRANT_P2P_PORT),
                 },
             ],
         },

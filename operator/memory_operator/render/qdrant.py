@@ -1,8 +1,13 @@
 """Qdrant: a StatefulSet (single node, or a cluster when replicas > 1), its Services.
 
-Configuration goes through `QDRANT__` environment variables, so no config file is mounted. In cluster
-mode every node needs its own `--uri` (and all but node 0 a `--bootstrap`), computed from the pod's
-ordinal by a small shell wrapper around the image's entrypoint.
+Configuration goes through `QDRANT__` environment variables, so no config file is mounted. A small shell
+wrapper around the image's entrypoint raises the open-files limit to the hard limit, as Qdrant's own
+Helm chart does (a collection keeps many segment files open); in cluster mode it also gives every node
+its own `--uri` (and all but node 0 a `--bootstrap`), computed from the pod's ordinal.
+
+Snapshots (`/qdrant/snapshots`) get a volume of their own, sized from the store: `vectorStore.snapshots`
+(an `emptyDir` limited to `size`, or a claim per pod), `size` defaulting to the storage volume's, as the
+chart advises. A backup holds one snapshot there at a time and a restore one upload.
 """
 
 from __future__ import annotations
@@ -22,8 +27,18 @@ INIT_DIR = "/qdrant/init"
 ENTRYPOINT = "/qdrant/entrypoint.sh"
 STORAGE_VOLUME = "storage"
 
+SNAPSHOTS_VOLUME = "snapshots"
+
+# The soft open-files limit up to the hard one, as the official chart's `initialize.sh`; where the
+# runtime refuses, Qdrant starts with the limit it has.
+RAISE_OPEN_FILES = 'ulimit -n "$(ulimit -Hn)" || echo "open-files limit left at $(ulimit -n)" >&2\n'
+
+SINGLE_NODE_SCRIPT = RAISE_OPEN_FILES + f"exec {ENTRYPOINT}\n"
+
 # Node 0 founds the cluster; the others join it. Ordinal from the hostname `<statefulset>-<ordinal>`.
-PEER_SCRIPT = """\
+PEER_SCRIPT = (
+    RAISE_OPEN_FILES
+    + """\
 set -e
 ordinal="${HOSTNAME##*-}"
 self="http://${QDRANT_STATEFULSET}-${ordinal}.${QDRANT_PEER_DOMAIN}:${QDRANT_P2P_PORT}"
@@ -33,6 +48,7 @@ if [ "$ordinal" = "0" ]; then
 fi
 exec {entrypoint} --bootstrap "$founder" --uri "$self"
 """.replace("{entrypoint}", ENTRYPOINT)
+)
 
 
 def is_distributed(store: MemoryStore) -> bool:
@@ -96,6 +112,8 @@ def _container(store: MemoryStore) -> dict[str, Any]:
     if is_distributed(store):
         ports.append(meta.container_port("p2p", env.QDRANT_P2P_PORT))
         container["command"] = ["/bin/sh", "-c", PEER_SCRIPT]
+    else:
+        container["command"] = ["/bin/sh", "-c", SINGLE_NODE_SCRIPT]
     container.update(
         {
             "ports": ports,
@@ -115,7 +133,7 @@ def _container(store: MemoryStore) -> dict[str, Any]:
             ),
             "volumeMounts": [
                 {"name": STORAGE_VOLUME, "mountPath": STORAGE_PATH},
-                {"name": "snapshots", "mountPath": SNAPSHOTS_PATH},
+                {"name": SNAPSHOTS_VOLUME, "mountPath": SNAPSHOTS_PATH},
                 {"name": "init", "mountPath": INIT_DIR},
                 {"name": "tmp", "mountPath": "/tmp"},
             ],
@@ -159,6 +177,34 @@ def _volume_claim_template(store: MemoryStore) -> dict[str, Any]:
     }
 
 
+def snapshots_size(store: MemoryStore) -> str:
+    """Room for snapshots on each node: the spec's, else the storage volume's size."""
+    vector = store.spec.vector_store
+    return vector.snapshots.size or vector.storage.size
+
+
+def snapshots_volume(store: MemoryStore) -> dict[str, Any]:
+    """An `emptyDir` limited to the size, or with `snapshots.claim` a claim per pod, gone with the pod."""
+    snapshots = store.spec.vector_store.snapshots
+    if not snapshots.claim:
+        return meta.empty_dir(SNAPSHOTS_VOLUME, snapshots_size(store))
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": snapshots_size(store)}},
+    }
+    if snapshots.storage_class_name:
+        spec["storageClassName"] = snapshots.storage_class_name
+    return {
+        "name": SNAPSHOTS_VOLUME,
+        "ephemeral": {
+            "volumeClaimTemplate": {
+                "metadata": {"labels": meta.labels(store, meta.QDRANT, meta.VECTOR_STORE)},
+                "spec": spec,
+            }
+        },
+    }
+
+
 def statefulset(store: MemoryStore) -> Manifest:
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -168,7 +214,7 @@ def statefulset(store: MemoryStore) -> Manifest:
         "terminationGracePeriodSeconds": 60,
         "containers": [_container(store)],
         "volumes": [
-            meta.empty_dir("snapshots"),
+            snapshots_volume(store),
             meta.empty_dir("init", "1Mi"),
             meta.empty_dir("tmp", "1Gi"),
         ],
