@@ -207,10 +207,12 @@ def kubeconfig(server: str, ca: bytes, user: dict[str, Any], name: str = "test")
 class ControlPlane:
     """Starts the programs in order, waits for each to answer, stops all of them (even half-started)."""
 
-    def __init__(self, directory: Path, workloads: bool = True) -> None:
-        """`workloads=False` starts etcd and the apiserver only: an API, no controllers, no node."""
+    def __init__(self, directory: Path, workloads: bool = True, node_pods: int = 250) -> None:
+        """`workloads=False` starts etcd and the apiserver only: an API, no controllers, no node.
+        `node_pods`: how many pods the fake node takes."""
         self.directory = directory
         self.workloads = workloads
+        self.node_pods = node_pods
         self.logs = directory / "logs"
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.url = ""
@@ -453,8 +455,8 @@ class ControlPlane:
                 },
                 "spec": {},
                 "status": {
-                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "250"},
-                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": "250"},
+                    "allocatable": {"cpu": "1000", "memory": "4Ti", "pods": str(self.node_pods)},
+                    "capacity": {"cpu": "1000", "memory": "4Ti", "pods": str(self.node_pods)},
                 },
             }
         )

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""The operator at scale on the real control plane, beside a bare Kopf operator as the baseline.
+
+For each count N, each operator runs alone, watching a namespace of its own, and N MemoryStores are
+created there at once. Printed per run:
+
+- converge: seconds until every store's children exist (a StatefulSet and a Deployment each) and its
+  status names the generation it saw;
+- and, for memory-operator only: its resident memory once converged, what an idle minute costs per
+  store (every request but watches, from the apiserver's audit log), the requests of one spec change
+  of every store (writes, and reads that are not watches), and the watches it holds with the label
+  selector each carries.
+
+The baseline (benchmarks/baseline_operator.py) server-side applies the same rendered children and
+patches status, nothing else. Both run as a ServiceAccount bound to cluster-admin, so that the audit
+log records their reads.
+
+    python benchmarks/controller_scale.py --stores 100 300 [--idle-seconds 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
+
+from support.controlplane import ControlPlane, free_port, kubeconfig  # noqa: E402
+
+GROUP = "/apis/memory-operator.io/v1alpha1"
+USER = "system:serviceaccount:bench-system:bench"
+WATCH = "watch"
+
+
+def http(plane: ControlPlane) -> httpx.Client:
+    return httpx.Client(base_url=plane.url, verify=plane.admin_ssl_context(), timeout=30)
+
+
+def operator_identity(plane: ControlPlane, client: httpx.Client, directory: Path) -> Path:
+    """A kubeconfig with the token of a ServiceAccount bound to cluster-admin."""
+    client.post("/api/v1/namespaces", json={"metadata": {"name": "bench-system"}}).raise_for_status()
+    client.post(
+        "/api/v1/namespaces/bench-system/serviceaccounts", json={"metadata": {"name": "bench"}}
+    ).raise_for_status()
+    client.post(
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        json={
+            "metadata": {"name": "bench"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": "bench-system"}],
+        },
+    ).raise_for_status()
+    token = client.post(
+        "/api/v1/namespaces/bench-system/serviceaccounts/bench/token",
+        json={"spec": {"expirationSeconds": 86400}},
+    ).json()["status"]["token"]
+    path = directory / "bench.kubeconfig"
+    path.write_text(
+        kubeconfig(plane.url, (plane.directory / "pki" / "ca.crt").read_bytes(), {"token": token})
+    )
+    return path
+
+
+def start(which: str, namespace: str, config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    metrics = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(config),
+        "PYTHONUNBUFFERED": "1",
+        "MEMORY_OPERATOR_METRICS_PORT": str(metrics),
+        "MEMORY_OPERATOR_LIVENESS_PORT": str(free_port()),
+        "MEMORY_OPERATOR_BIND_ADDRESS": "127.0.0.1",
+    }
+    if which == "baseline":
+        args = [sys.executable, "-m", "kopf", "run", "--standalone", f"--namespace={namespace}"]
+        args.append(str(ROOT / "benchmarks" / "baseline_operator.py"))
+    else:
+        args = [sys.executable, "-m", "memory_operator", "run", f"--namespace={namespace}"]
+    with log.open("ab") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    return process, metrics
+
+
+def create_stores(client: httpx.Client, namespace: str, count: int) -> None:
+    def create(i: int) -> None:
+        body = {
+            "apiVersion": "memory-operator.io/v1alpha1",
+            "kind": "MemoryStore",
+            "metadata": {"name": f"s{i}", "namespace": namespace},
+            "spec": {},
+        }
+        client.post(f"{GROUP}/namespaces/{namespace}/memorystores", json=body).raise_for_status()
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(create, range(count)))
+
+
+def converged(client: httpx.Client, namespace: str, count: int) -> bool:
+    stores = client.get(f"{GROUP}/namespaces/{namespace}/memorystores").json()["items"]
+    seen = sum(
+        1 for s in stores if (s.get("status") or {}).get("observedGeneration") == s["metadata"]["generation"]
+    )
+    sts = len(client.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets").json()["items"])
+    deploys = len(client.get(f"/apis/apps/v1/namespaces/{namespace}/deployments").json()["items"])
+    return seen == sts == deploys == count
+
+
+def wait(check: Any, timeout: float) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError("did not converge")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def requests_since(plane: ControlPlane, since: float, namespace: str | None = None) -> list[dict[str, Any]]:
+    import datetime
+
+    result = []
+    for event in plane.audit_events():
+        if event.get("user", {}).get("username") != USER:
+            continue
+        stamp = datetime.datetime.fromisoformat(event["stageTimestamp"].replace("Z", "+00:00")).timestamp()
+        if stamp < since:
+            continue
+        if namespace and (event.get("objectRef") or {}).get("namespace") not in (namespace, None):
+            continue
+        result.append(event)
+    return result
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(
+    plane: ControlPlane, client: httpx.Client, config: Path, which: str, count: int, idle: float
+) -> dict[str, Any]:
+    namespace = f"{which}-{count}"
+    client.post("/api/v1/namespaces", json={"metadata": {"name": namespace}}).raise_for_status()
+    process, _metrics = start(which, namespace, config, plane.logs / f"{namespace}.log")
+    try:
+        time.sleep(3)  # the operator's start-up: listing and watches
+        started = time.monotonic()
+        create_stores(client, namespace, count)
+        wait(lambda: converged(client, namespace, count), 1800)
+        seconds = time.monotonic() - started
+        result: dict[str, Any] = {"operator": which, "stores": count, "converge_s": round(seconds, 1)}
+        if which == "operator":
+            result.update(details(plane, client, namespace, count, idle, process.pid))
+        return result
+    finally:
+        process.terminate()
+        process.wait(30)
+        client.delete(f"/api/v1/namespaces/{namespace}")
+
+
+def details(
+    plane: ControlPlane, client: httpx.Client, namespace: str, count: int, idle: float, pid: int
+) -> dict[str, Any]:
+    time.sleep(10)  # the last status events come back
+    rss = rss_mb(pid)
+    since = time.time()
+    time.sleep(idle)
+    idle_requests = [e for e in requests_since(plane, since, namespace) if e["verb"] != WATCH]
+    since = time.time()
+    stores = client.get(f"{GROUP}/namespaces/{namespace}/memorystores").json()["items"]
+    for store in stores:
+        patch = {"spec": {"server": {"replicas": 2}}}
+        client.patch(
+            f"{GROUP}/namespaces/{namespace}/memorystores/{store['metadata']['name']}",
+            content=json.dumps(patch),
+            headers={"Content-Type": "application/merge-patch+json"},
+        ).raise_for_status()
+    wait(lambda: all_observed(client, namespace), 600)
+    time.sleep(10)
+    change = requests_since(plane, since, namespace)
+    writes = [e for e in change if e["verb"] in ("create", "update", "patch", "delete")]
+    reads = [e for e in change if e["verb"] in ("get", "list")]
+    watches = sorted(
+        {
+            e["requestURI"].split("?")[0]
+            + ("  [labelSelector]" if "labelSelector" in e["requestURI"] else "")
+            for e in requests_since(plane, 0)
+            if e["verb"] == WATCH
+        }
+    )
+    return {
+        "rss_mb": round(rss),
+        "idle_requests_per_store_minute": round(len(idle_requests) / count / (idle / 60), 3),
+        "change_writes_per_store": round(len(writes) / count, 2),
+        "change_writes_by_resource": _by_resource(writes, count),
+        "change_reads": len(reads),
+        "watches": watches,
+    }
+
+
+def _by_resource(events: list[dict[str, Any]], count: int) -> dict[str, float]:
+    found: dict[str, int] = {}
+    for event in events:
+        ref = event.get("objectRef") or {}
+        key = f"{event['verb']} {ref.get('resource')}" + (
+            f"/{ref['subresource']}" if ref.get("subresource") else ""
+        )
+        found[key] = found.get(key, 0) + 1
+    return {key: round(value / count, 2) for key, value in sorted(found.items())}
+
+
+def all_observed(client: httpx.Client, namespace: str) -> bool:
+    stores = client.get(f"{GROUP}/namespaces/{namespace}/memorystores").json()["items"]
+    return all(
+        (s.get("status") or {}).get("observedGeneration") == s["metadata"]["generation"] for s in stores
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stores", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--idle-seconds", type=float, default=120)
+    args = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(prefix="controller-scale-"))
+    plane = ControlPlane(directory, node_pods=4 * max(args.stores) + 50).start()
+    try:
+        plane.apply_crds(ROOT / "crds")
+        client = http(plane)
+        config = operator_identity(plane, client, directory)
+        for count in args.stores:
+            for which in ("baseline", "operator"):
+                print(json.dumps(measure(plane, client, config, which, count, args.idle_seconds)), flush=True)
+    finally:
+        plane.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
