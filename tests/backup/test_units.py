@@ -12,8 +12,8 @@ from memory_operator.api.backup import MemoryBackupStatus
 from memory_operator.backup.main import prunable_memory_backup
 from memory_operator.backup.restore import target_collection
 from memory_operator.backup.retention import CompletedBackup, backups_to_prune, parse_duration
-from memory_operator.backup.schedule import fire_time, scheduled_backup_name
 from memory_operator.backup.summary import TERMINATION_MESSAGE_LIMIT, fit
+from memory_operator.controller.schedule import fire_time, scheduled_backup_name
 
 NOW = datetime.datetime(2025, 3, 10, 2, 0, 30, tzinfo=datetime.UTC)
 
