@@ -13,7 +13,8 @@ if [ ! -x "$HELM" ]; then
     exit 1
 fi
 
-rm -f charts/memory-operator/crds/*.yaml
+# Kopf's peering CRDs (kopf.dev_*) are the chart's own; ours come from crds/.
+rm -f charts/memory-operator/crds/memory-operator.io_*.yaml
 cp crds/*.yaml charts/memory-operator/crds/
 
 {

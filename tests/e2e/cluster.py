@@ -281,6 +281,10 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.liveness_port = self.metrics_port = 0
 
+    def env_overrides(self) -> dict[str, str]:
+        """What this process was given beyond the chart's environment (e.g. where Qdrant is)."""
+        return {k: v for k, v in self.env.items() if k.startswith("MEMORY_OPERATOR_QDRANT")}
+
     def start(self) -> OperatorProcess:
         self.liveness_port, self.metrics_port = free_port(), free_port()
         env = {
@@ -293,6 +297,8 @@ class OperatorProcess:
             "MEMORY_OPERATOR_BIND_ADDRESS": "127.0.0.1",
             "MEMORY_OPERATOR_RESYNC_SECONDS": str(self.resync),
             "MEMORY_OPERATOR_SCHEDULE_CHECK_SECONDS": "2",
+            # A replica that stopped answering is given up after this many seconds.
+            "MEMORY_OPERATOR_PEERING_LIFETIME": "10",
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -366,8 +372,9 @@ def service_account_kubeconfig(plane: ControlPlane, client: Client, path: Path) 
     return path
 
 
-def operator_command(client: Client) -> tuple[list[str], dict[str, str]]:
-    """The arguments and environment of the operator container the chart deployed."""
+def operator_command(client: Client, pod_name: str = "memory-operator-0") -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment of the operator container the chart deployed, as the pod
+    `pod_name` would have them."""
     deployment = client.get("Deployment", OPERATOR_NAMESPACE, RELEASE)
     assert deployment is not None, "the chart's Deployment"
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -377,6 +384,8 @@ def operator_command(client: Client) -> tuple[list[str], dict[str, str]]:
             env[var["name"]] = var["value"]
         elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
             env[var["name"]] = OPERATOR_NAMESPACE
+        elif var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            env[var["name"]] = pod_name
         else:
             raise AssertionError(f"the test cannot resolve {var}")
     args = [a for a in container.get("args") or [] if not a.startswith("--log-format")]

@@ -45,9 +45,13 @@ OPERATOR_NAMESPACED: Permissions = {
     ("networking.k8s.io", "networkpolicies"): ALL_VERBS,
     ("policy", "poddisruptionbudgets"): ALL_VERBS,
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch", "create"},
 }
 OPERATOR_CRD_DISCOVERY: Permissions = {("apiextensions.k8s.io", "customresourcedefinitions"): READ}
-OPERATOR_NAMESPACES: Permissions = {("", "namespaces"): READ}
+OPERATOR_NAMESPACES: Permissions = {
+    ("", "namespaces"): READ,
+    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch", "create"},
+}
 JOBS: Permissions = {
     ("memory-operator.io", "memorystores"): {"get"},
     ("memory-operator.io", "memorybackups"): {"get", "list", "create", "patch", "delete"},
@@ -139,7 +143,7 @@ def test_rendered_objects_match_kubernetes_schemas(extra: tuple[str, ...]) -> No
 def test_templated_crds_match_kubernetes_schemas() -> None:
     objects = render("--skip-crds", "--set", "crds.templated=true")
     crds = kinds(objects, "CustomResourceDefinition")
-    assert len(crds) == 3
+    assert len(crds) == len(EXPECTED_CRDS)
     for crd in crds:
         kubernetes_validate.validate(crd, KUBERNETES_VERSION, strict=True)
 
@@ -147,7 +151,7 @@ def test_templated_crds_match_kubernetes_schemas() -> None:
 @pytest.mark.parametrize(
     ("settings", "complaint"),
     [
-        (["--set", "replicaCount=2"], "/replicaCount"),
+        (["--set", "replicaCount=0"], "/replicaCount"),
         (["--set", "image.tag=5"], "/image/tag"),
         (["--set", "image.tag=latest"], "/image/tag"),
         (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
@@ -251,12 +255,13 @@ def test_default_deployment_runs_the_operator_as_the_contract_says() -> None:
     objects = render()
     spec = deployment(objects)["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # The replicas peer: the new pod of a rolling update waits beside the old one.
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = spec["template"]["spec"]
     operator = container(objects)
     app_version = chart_meta()["appVersion"]
     assert operator["image"] == f"ghcr.io/memory-operator/memory-operator:{app_version}"
-    assert operator["args"] == ["run", "--all-namespaces", "--log-format=json"]
+    assert operator["args"] == ["run", "--all-namespaces", "--log-format=json", "--peering=memory-operator"]
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     ports = {p["name"]: p["containerPort"] for p in operator["ports"]}
     assert ports == {"healthz": 8080, "metrics": env.METRICS_PORT}
@@ -306,7 +311,7 @@ def test_custom_image_and_scheduling_values_are_applied() -> None:
     for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
         assert pod[key] == values[key]
     assert operator["resources"] == values["resources"]
-    assert operator["args"] == ["run", "--all-namespaces", "--log-format=plain", "--verbose"]
+    assert operator["args"] == ["run", "--all-namespaces", "--log-format=plain", "--peering=memops", "--verbose"]
     assert {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"} in operator["env"]
     assert pod["serviceAccountName"] == "memops-controller"
     assert deployment(objects)["metadata"]["name"] == "memops"
@@ -321,7 +326,8 @@ def test_custom_image_and_scheduling_values_are_applied() -> None:
 
 def test_chart_crds_are_byte_identical_to_the_generated_ones() -> None:
     generated = {p.name: p.read_bytes() for p in (ROOT / "crds").glob("*.yaml")}
-    in_chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    # Kopf's peering CRDs (kopf.dev_*) are the chart's own.
+    in_chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("memory-operator.io_*.yaml")}
     assert generated, "crds/ is empty: run `memory-operator crds -o crds`"
     assert in_chart == generated, "run scripts/generate-install.sh"
 
@@ -334,6 +340,9 @@ EXPECTED_CRDS = {
     "memorystores.memory-operator.io",
     "memorypolicies.memory-operator.io",
     "memorybackups.memory-operator.io",
+    # Kopf's peering between operator replicas.
+    "clusterkopfpeerings.kopf.dev",
+    "kopfpeerings.kopf.dev",
 }
 
 

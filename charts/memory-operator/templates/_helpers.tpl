@@ -91,6 +91,10 @@ Namespaced resources only; `memory-operator.clusterRules` holds the cluster-scop
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Kopf's peering between replicas watching listed namespaces: one object in each.
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch", "create"]
 {{- end -}}
 
 {{/* Kopf discovers the CRDs in every mode; it lists namespaces only when it watches them all. */}}
@@ -102,6 +106,10 @@ Namespaced resources only; `memory-operator.clusterRules` holds the cluster-scop
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
+# Kopf's peering between replicas watching every namespace (the operator creates the object).
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["get", "list", "watch", "patch", "create"]
 {{- end }}
 {{- end -}}
 

@@ -67,6 +67,8 @@ RESOURCES = _resources(
     Resource(API_VERSION, "MemoryStore", "memorystores"),
     Resource(API_VERSION, "MemoryPolicy", "memorypolicies"),
     Resource(API_VERSION, "MemoryBackup", "memorybackups"),
+    Resource("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),
+    Resource("kopf.dev/v1", "KopfPeering", "kopfpeerings"),
 )
 
 SECRET = RESOURCES[("v1", "Secret")]
@@ -78,6 +80,8 @@ JOB = RESOURCES[("batch/v1", "Job")]
 STORE = RESOURCES[(API_VERSION, "MemoryStore")]
 POLICY = RESOURCES[(API_VERSION, "MemoryPolicy")]
 BACKUP = RESOURCES[(API_VERSION, "MemoryBackup")]
+CLUSTER_PEERING = RESOURCES[("kopf.dev/v1", "ClusterKopfPeering")]
+PEERING = RESOURCES[("kopf.dev/v1", "KopfPeering")]
 
 
 def resource_of(manifest: Mapping[str, Any]) -> Resource:

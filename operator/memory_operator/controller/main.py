@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
+from typing import Any
 
 from memory_operator import env
 from memory_operator.controller.settings import Options
@@ -70,6 +72,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=float(env.get("MEMORY_OPERATOR_SCHEDULE_CHECK_SECONDS", "30") or 30),
         help=argparse.SUPPRESS,
     )
+    parser.add_argument(
+        "--peering",
+        default=env.get("MEMORY_OPERATOR_PEERING"),
+        metavar="NAME",
+        help="run as one of several replicas: peer through Kopf's peering object NAME (created if missing), "
+        "so that one replica reconciles at a time (env MEMORY_OPERATOR_PEERING; default: standalone)",
+    )
+    # Seconds a replica that stopped answering counts as alive (tests shorten it).
+    parser.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=int(env.get("MEMORY_OPERATOR_PEERING_LIFETIME", "60") or 60),
+        help=argparse.SUPPRESS,
+    )
     # At most this many objects handled at once (0: no limit).
     parser.add_argument("--worker-limit", type=int, default=0, help=argparse.SUPPRESS)
     # Tests reach Qdrant at a local address instead of its in-cluster Service (memoryCount).
@@ -119,11 +135,41 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     metrics.serve(options.metrics_port, options.bind_address)
+    if options.peering:
+        ensure_peering(kube, options)
     kopf.run(
         registry=registry,
-        standalone=True,
+        standalone=not options.peering,
+        peering_name=options.peering,
+        # Replicas with the same priority would all pause: each takes a random one, and the highest
+        # reconciles while the others wait for it to go.
+        priority=secrets.randbelow(2**31) + 1 if options.peering else None,
         clusterwide=options.all_namespaces,
         namespaces=() if options.all_namespaces else options.namespaces,
         liveness_endpoint=f"http://{options.bind_address}:{options.liveness_port}/healthz",
     )
     return 0
+
+
+def ensure_peering(kube: Any, options: Options) -> None:
+    """Create Kopf's peering object (one per watched namespace, or the cluster's) if it is missing."""
+    import asyncio
+
+    from memory_operator.controller.kube import CLUSTER_PEERING, PEERING
+
+    async def create() -> None:
+        name = options.peering
+        if options.all_namespaces:
+            await kube.create(
+                {"apiVersion": "kopf.dev/v1", "kind": CLUSTER_PEERING.kind, "metadata": {"name": name}}
+            )
+            return
+        for namespace in options.namespaces:
+            body = {
+                "apiVersion": "kopf.dev/v1",
+                "kind": PEERING.kind,
+                "metadata": {"name": name, "namespace": namespace},
+            }
+            await kube.create(body)
+
+    asyncio.run(create())

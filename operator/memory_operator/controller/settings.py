@@ -34,6 +34,8 @@ class Options:
     verbose: bool
     resync_seconds: float
     schedule_check_seconds: float
+    peering: str | None
+    peering_lifetime: int
     worker_limit: int | None
     qdrant_url_template: str | None = None
 
@@ -53,6 +55,8 @@ class Options:
             verbose=bool(args.verbose),
             resync_seconds=float(args.resync_seconds),
             schedule_check_seconds=float(args.schedule_check_seconds),
+            peering=args.peering or None,
+            peering_lifetime=int(args.peering_lifetime),
             worker_limit=int(args.worker_limit) if args.worker_limit else None,
             qdrant_url_template=getattr(args, "qdrant_url_template", None) or None,
         )
@@ -72,6 +76,9 @@ def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> No
     settings.networking.request_timeout = 60
     settings.queueing.worker_limit = options.worker_limit
     settings.batching.idle_timeout = IDLE_TIMEOUT_SECONDS
+    if options.peering:
+        settings.peering.mandatory = True
+        settings.peering.lifetime = options.peering_lifetime
     cache.configure_watches(settings)
     # Only explicit kopf.event()/kopf.warn() calls become Events, not every log line.
     settings.posting.loggers = False
