@@ -63,15 +63,18 @@ class ServerThread:
         metrics: ServerMetrics,
         max_body_bytes: int = 64 * 1024,
         stream_idle_seconds: float = STREAM_IDLE_SECONDS,
+        cors_origins: tuple[str, ...] = (),
+        keys: ApiKeys | None = None,
     ) -> None:
         self.port = free_port()
         app = create_app(
             slot,
-            ApiKeys(API_KEY, READ_ONLY_KEY),
+            keys or ApiKeys(API_KEY, READ_ONLY_KEY),
             metrics,
             max_body_bytes,
             host="127.0.0.1",
             stream_idle_seconds=stream_idle_seconds,
+            cors_origins=cors_origins,
         )
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)

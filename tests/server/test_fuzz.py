@@ -30,16 +30,25 @@ pytestmark = pytest.mark.slow
 EXAMPLES_PER_OPERATION = 25
 MAX_BODY_BYTES = 64 * 1024
 # Operations that require one of several fields (their descriptions say which), a rule OpenAPI
-# cannot state across a body and a query: a schema-valid request without any may get 422.
+# cannot state across a body, its filters and a query: a schema-valid request without any may get 422.
 ONE_OF_SEVERAL_FIELDS = {
-    "POST /api/v1/memories/actions/archive",
     "POST /api/v1/memories/actions/pause",
     "POST /memories",
-    "GET /memories",
+    "DELETE /memories",
     "POST /search",
-    "GET /memories/{memory_id}",
-    "DELETE /memories/{memory_id}",
+    "POST /v1/memories/",
+    "GET /v1/memories/",
+    "DELETE /v1/memories/",
+    "POST /v1/memories/search/",
+    "POST /v2/memories/",
+    "POST /v2/memories/search/",
+    "POST /v3/memories/",
+    "POST /v3/memories/add/",
+    "POST /v3/memories/search/",
 }
+# Operations whose valid input the schema cannot describe: an import's file must be an export,
+# which no schema of a string or a form states.
+UNDESCRIBED_INPUT = {"POST /api/v1/backup/import"}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +94,8 @@ def test_the_fuzzed_document_is_the_served_one(fuzzed_server: LiveServer) -> Non
 @schema.parametrize()
 @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck))
 def test_openapi_conformance(case: Any, fuzzed_server: LiveServer) -> None:
-    excluded = [positive_data_acceptance] if case.operation.label in ONE_OF_SEVERAL_FIELDS else []
+    label = case.operation.label
+    excluded = [positive_data_acceptance] if label in ONE_OF_SEVERAL_FIELDS | UNDESCRIBED_INPUT else []
     case.call_and_validate(base_url=fuzzed_server.url, excluded_checks=excluded)
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from memory_operator.server import limits
 from memory_operator.server.app import validation_errors
-from memory_operator.server.auth import single_authorization
+from memory_operator.server.auth import presented_key
 from memory_operator.server.main import NoQueryStrings
 from memory_operator.server.scope_id import SCOPE_ID_MAX_LENGTH, ScopeId, check_scope_id, is_scope_id
 from memory_operator.server.store import InvalidRequest, Scope
@@ -180,13 +180,21 @@ def test_validation_errors_never_echo_the_input() -> None:
     str(shown).encode("utf-8")
 
 
-def test_one_authorization_header_or_none() -> None:
-    assert single_authorization([(b"authorization", b"Bearer k")]) == "Bearer k"
-    assert single_authorization([(b"Authorization", b"Bearer k")]) == "Bearer k"
-    assert single_authorization([]) is None
+def test_one_credential_or_none() -> None:
+    """Bearer, Token (mem0's MemoryClient) and X-API-Key (mem0's server): one credential, one way."""
+    assert presented_key([(b"authorization", b"Bearer k")]) == "k"
+    assert presented_key([(b"Authorization", b"Token k")]) == "k"
+    assert presented_key([(b"x-api-key", b"k")]) == "k"
+    assert presented_key([(b"X-API-Key", b" k ")]) == "k"
+    assert presented_key([]) is None
+    assert presented_key([(b"authorization", b"Basic k")]) is None
+    assert presented_key([(b"authorization", b"Bearer ")]) is None
+    assert presented_key([(b"x-api-key", b"")]) is None
     twice = [(b"authorization", b"Bearer k"), (b"authorization", b"Bearer k")]
-    assert single_authorization(twice) is None
-    assert single_authorization([(b"authorization", b"Bearer k"), (b"authorization", b"")]) is None
+    assert presented_key(twice) is None
+    assert presented_key([(b"authorization", b"Bearer k"), (b"authorization", b"")]) is None
+    assert presented_key([(b"authorization", b"Bearer k"), (b"x-api-key", b"k")]) is None, "two ways: refused"
+    assert presented_key([(b"x-api-key", b"k"), (b"x-api-key", b"k")]) is None
 
 
 def test_access_log_drops_query_strings() -> None:

@@ -17,10 +17,15 @@ pytestmark = pytest.mark.slow
 
 
 async def call(
-    server: LiveServer, user: str, tool: str, arguments: dict[str, Any], key: str = API_KEY
+    server: LiveServer,
+    user: str,
+    tool: str,
+    arguments: dict[str, Any],
+    key: str = API_KEY,
+    client_name: str = "claude",
 ) -> Any:
     """Call one tool as `user` from the client `claude`; returns its text (or the error text)."""
-    url = f"{server.url}/mcp/claude/http/{user}"
+    url = f"{server.url}/mcp/{client_name}/http/{user}"
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
         streamable_http_client(url, http_client=http) as (read, write),

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from memory_operator.server.auth import Access, ApiKeys, access_of
+from memory_operator.server.auth import Access, ApiKeys, Caller, OutsideReach, ScopedKey, authenticate
 from memory_operator.server.config import DEFAULT_EXPIRATION, default_expiration_date, load_config
-from memory_operator.server.main import load_or_create_key
+from memory_operator.server.main import load_or_create_key, origins_of
 from memory_operator.server.models import page_of
 from memory_operator.server.store import (
+    EVERYTHING,
     InvalidRequest,
+    Reach,
     Scope,
     caller_metadata,
     categories_of,
@@ -63,15 +65,38 @@ def test_config_file_errors_name_the_field(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_access_of_keys() -> None:
+def headers(value: str, name: bytes = b"authorization") -> list[tuple[bytes, bytes]]:
+    return [(name, value.encode())]
+
+
+def test_keys_authenticate_callers() -> None:
     keys = ApiKeys("rw-key", "ro-key")
-    assert access_of("Bearer rw-key", keys) is Access.write
-    assert access_of("bearer ro-key", keys) is Access.read
-    assert access_of("Bearer rw-ke", keys) is None
-    assert access_of("rw-key", keys) is None
-    assert access_of("Basic rw-key", keys) is None
-    assert access_of("Bearer ", ApiKeys("rw-key")) is None
-    assert access_of(None, keys) is None
+    assert authenticate(headers("Bearer rw-key"), keys) == Caller("read-write", Access.write, EVERYTHING)
+    assert authenticate(headers("Token rw-key"), keys) == Caller("read-write", Access.write, EVERYTHING)
+    assert authenticate(headers("ro-key", b"x-api-key"), keys) == Caller("read-only", Access.read, EVERYTHING)
+    assert authenticate(headers("bearer ro-key"), keys) == Caller("read-only", Access.read, EVERYTHING)
+    for refused in ("Bearer rw-ke", "rw-key", "Basic rw-key", "Bearer "):
+        assert authenticate(headers(refused), keys) is None, refused
+    assert authenticate([], keys) is None
+    assert authenticate(headers("Bearer ro-key"), ApiKeys("rw-key")) is None
+
+
+def test_a_key_acts_within_its_reach() -> None:
+    """The one check of what a key may touch: a scope inside its reach, or (no scope) the reach."""
+    alice = Scope(user_id="alice")
+    everyone = Caller("read-write", Access.write)
+    assert everyone.within(alice) == alice and everyone.within(None) == EVERYTHING
+    scoped = ScopedKey("alice-app", "k", Access.read, Reach((alice,)))
+    caller = authenticate(headers("Bearer k"), ApiKeys("rw-key", scoped_keys=(scoped,)))
+    assert caller is not None and caller.access is Access.read
+    assert caller.within(Scope(user_id="alice", run_id="r")) == Scope(user_id="alice", run_id="r")
+    assert caller.within(None) == Reach((alice,))
+    with pytest.raises(OutsideReach):
+        caller.within(Scope(user_id="bob"))
+    with pytest.raises(OutsideReach):
+        caller.within(Scope(run_id="r"))
+    reach = Reach((alice,))
+    assert reach.contains({"user_id": "alice"}) and not reach.contains({"user_id": "bob"})
 
 
 def test_key_file_is_private_and_kept(tmp_path: Path) -> None:
@@ -102,3 +127,15 @@ def test_pages_like_openmemory() -> None:
     last = page_of(memories, page=3, size=2)
     assert (last.total, last.pages, last.page, [i.content for i in last.items]) == (5, 3, 3, ["m4"])
     assert page_of([], 1, 10).pages == 0
+
+
+def test_cors_origins_of_the_flag() -> None:
+    assert origins_of("") == ()
+    assert origins_of("http://localhost:3000, http://localhost:3000,https://ui.example/") == (
+        "http://localhost:3000",
+        "https://ui.example",
+    )
+    assert origins_of("*") == ("*",)
+    for bad in ("localhost:3000", "http://a.example/path", "ftp://a.example"):
+        with pytest.raises(SystemExit):
+            origins_of(bad)

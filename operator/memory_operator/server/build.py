@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from memory_operator.server.apps import APPS_SUFFIX, AppRegistry
+from memory_operator.server.categorize import Categorizer
 from memory_operator.server.config import ServerConfig
 from memory_operator.server.local_qdrant import share_between_threads
 from memory_operator.server.metrics import ServerMetrics
@@ -90,11 +92,17 @@ def build_service(
     memory = Memory.from_config(mem0_config(settings, config, client, embedding_model is not None))
     if embedding_model is not None:
         memory.embedding_model = embedding_model
+    apps = AppRegistry(client, settings.collection + APPS_SUFFIX)
+    apps.ensure(settings.collection)
+    with_llm = has_llm(settings)
     return MemoryService(
         memory=memory,
         client=client,
         collection=settings.collection,
         config=config,
         metrics=metrics,
-        allow_infer=has_llm(settings),
+        allow_infer=with_llm,
+        # With a language model, new memories are filed under the configured categories by it.
+        categorize=Categorizer(memory.llm, tuple(config.described_categories())) if with_llm else None,
+        apps=apps,
     )

@@ -32,6 +32,12 @@ EXPIRATION_PATTERN = r"^([1-9][0-9]*[dw]|never)$"
 Expiration = Annotated[str, Field(pattern=EXPIRATION_PATTERN)]
 
 DEFAULT_EXPIRATION: dict[str, str] = {"incident": "90d", "temporary": "7d", "permanent": NEVER}
+# What the built-in categories mean, for the language model that files memories under them.
+DEFAULT_DESCRIPTIONS: dict[str, str] = {
+    "incident": "Something that went wrong: an outage, a failure, an error, and what was done about it",
+    "temporary": "A fact that holds only for a short while: a freeze, a current task, a deadline soon",
+    "permanent": "A fact to keep for good: a lasting rule, an identity, a long-term decision",
+}
 
 
 class _Model(BaseModel):
@@ -70,6 +76,13 @@ class ServerConfig(_Model):
         """Every category the server knows of: the custom ones and those with a default expiration."""
         names = [c.name for c in self.categories]
         return names + [name for name in self.expirations() if name not in names]
+
+    def described_categories(self) -> list[tuple[str, str | None]]:
+        """Every category with what it means: its configured description, else the built-in one."""
+        described = {c.name: c.description for c in self.categories if c.description}
+        return [
+            (name, described.get(name) or DEFAULT_DESCRIPTIONS.get(name)) for name in self.category_names()
+        ]
 
 
 def load_config(path: Path | None) -> ServerConfig:

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 
+from memory_operator.server.scope_id import InvalidScopeId, check_scope_id
+
 # Characters of a memory's text, a search query or a message (REST and MCP alike).
 TEXT_MAX_CHARS = 65_536
 # Messages in one mem0-style add: each becomes a memory, embedded one after the other.
@@ -191,6 +193,63 @@ def search_filters(filters: Mapping[str, Any]) -> Mapping[str, Any]:
     return filters
 
 
+def scope_in_filters(filters: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scope ids a mem0 client puts in its filters, and the filters left.
+
+    mem0's newer clients scope a search or listing inside `filters` (`{"user_id": "alice"}`, or the
+    platform's `{"AND": [{"user_id": "alice"}, {...}]}`). Scope ids are taken from the top level of
+    the filters and from the items of a top-level AND that hold nothing else, as `id` or
+    `{"eq": id}`; the platform's `app_id` becomes the `app` filter. Anywhere else (under OR or NOT,
+    with another operator) a scope id stays in the filters and is refused there: an OR of scopes
+    would reach beyond one scope. The ids taken are not checked here (the scope id grammar is).
+    """
+    ids: dict[str, Any] = {}
+
+    def taken(key: object, condition: object) -> bool:
+        if key not in SCOPE_FIELDS:
+            return False
+        value = (
+            condition.get("eq") if isinstance(condition, Mapping) and list(condition) == ["eq"] else condition
+        )
+        if not isinstance(value, str):
+            return False
+        if key in ids and ids[key] != value:
+            raise ValueError(f"{key} is given twice, with different values")
+        ids[str(key)] = value
+        return True
+
+    rest: dict[str, Any] = {}
+    for key, value in filters.items():
+        if taken(key, value):
+            continue
+        if key == "AND" and isinstance(value, list):
+            kept = [
+                item
+                for item in value
+                if not (isinstance(item, Mapping) and len(item) == 1 and taken(*next(iter(item.items()))))
+            ]
+            if kept:
+                rest["AND"] = kept
+        elif key == "app_id":
+            rest["app"] = value
+        else:
+            rest[key] = value
+    return ids, rest
+
+
+def scoped_filters(filters: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Filters that may carry the scope: the scope ids follow the scope id grammar, the rest
+    mem0's filter grammar and its bounds."""
+    ids, rest = scope_in_filters(filters)
+    for key, value in ids.items():
+        try:
+            check_scope_id(key, value)
+        except InvalidScopeId as error:
+            raise ValueError(str(error)) from None
+    search_filters(rest)
+    return filters
+
+
 UnicodeText = Annotated[str, AfterValidator(unicode_text)]
 Text = Annotated[UnicodeText, Field(min_length=1, max_length=TEXT_MAX_CHARS)]
 Name = Annotated[UnicodeText, Field(min_length=1, max_length=NAME_MAX_CHARS)]
@@ -205,6 +264,18 @@ Filters = Annotated[
             f"or AND/OR/NOT over a list of such objects; at most {FILTER_MAX_DEPTH} levels, "
             f"{FILTER_MAX_CONDITIONS} conditions in all, {FILTER_MAX_LIST} values per list. "
             "Scope ids are request fields, not filters."
+        )
+    ),
+]
+ScopedFilters = Annotated[
+    dict[str, Any],
+    AfterValidator(scoped_filters),
+    Field(
+        description=(
+            "mem0 metadata filters that may also hold the scope: `user_id`, `agent_id`, `run_id` at "
+            'the top level or as items of a top-level AND (`{"AND": [{"user_id": "alice"}]}`), '
+            'each a scope id or `{"eq": id}`; `app_id` filters by app. The other conditions as in '
+            "`filters` of `/search`; a scope id anywhere else (under OR, NOT) is refused."
         )
     ),
 ]

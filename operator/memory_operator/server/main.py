@@ -12,6 +12,7 @@ import json
 import logging
 import logging.config
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from memory_operator.server.settings import (
 )
 
 DEFAULT_DATA_DIR = Path("data")
+# A browser origin: scheme, host and optional port, no path.
+ORIGIN = re.compile(r"https?://[^/\s?#]+")
 KEY_FILE_NAME = "api-key"
 # Environment variables of the server that only it reads (the operator's are in `env`).
 MAX_BODY_BYTES_ENV = "MEMORY_SERVER_MAX_BODY_BYTES"
@@ -64,6 +67,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=["json", "plain"],
         default=env.get(LOG_FORMAT_ENV) or "json",
         help=f"JSON lines or plain text logs (default json; {LOG_FORMAT_ENV})",
+    )
+    run.add_argument(
+        "--cors-allowed-origins",
+        default=env.get(env.CORS_ALLOWED_ORIGINS) or "",
+        help=(
+            "comma-separated browser origins allowed to call the API, e.g. http://localhost:3000 "
+            f"for OpenMemory's UI (default none: CORS off; {env.CORS_ALLOWED_ORIGINS})"
+        ),
     )
     run.add_argument(
         "--config-file",
@@ -240,7 +251,17 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         config_file=Path(args.config_file) if args.config_file else None,
         max_body_bytes=args.max_body_bytes,
         host=args.host or ("127.0.0.1" if embedded else "0.0.0.0"),
+        cors_allowed_origins=origins_of(args.cors_allowed_origins),
     )
+
+
+def origins_of(value: str) -> tuple[str, ...]:
+    """The origins of a comma-separated list (blanks and repeats dropped); a bad one stops the server."""
+    origins = tuple(dict.fromkeys(o.strip().rstrip("/") for o in value.split(",") if o.strip()))
+    for origin in origins:
+        if origin != "*" and not ORIGIN.fullmatch(origin):
+            raise SystemExit(f"--cors-allowed-origins: not an origin (scheme://host[:port]): {origin}")
+    return origins
 
 
 def run(args: argparse.Namespace) -> int:
@@ -272,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
         metrics,
         settings.max_body_bytes,
         host=settings.host,
+        cors_origins=settings.cors_allowed_origins,
+        settings=settings,
     )
     if args.embedded:
         shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host

@@ -1,32 +1,43 @@
-"""OpenMemory's MCP tools over streamable HTTP at `/mcp/{client_name}/http/{user_id}`.
+"""OpenMemory's MCP tools, over streamable HTTP and over SSE, at OpenMemory's paths.
 
-The session manager runs stateless: every request carries its own user (from the path) and key, so
-any replica can answer any request and no sticky sessions are needed. The path's user id and client
-name follow the scope id grammar (a 422 names the one at fault), tool arguments the REST limits, and
-an event stream (GET) is closed once nothing has been sent on it for a while.
+- Streamable HTTP at `/mcp/{client_name}/http/{user_id}`: the session manager runs stateless, every
+  request carries its own user (from the path) and key, so any replica answers any request. An
+  event stream (GET) is closed once nothing has been sent on it for a while.
+- SSE at `GET /mcp/{client_name}/sse/{user_id}`, messages posted to `/mcp/messages/?session_id=...`
+  (or `/mcp/{client_name}/sse/{user_id}/messages/`), the transport OpenMemory's install snippets use.
+  A session lives in the process that opened it: one replica, or sticky sessions. Its messages must
+  come with the same key that opened it; sessions are counted and capped.
+
+Both check the key and the path's user id and client name (the scope id grammar, a 422 naming the
+one at fault) before the SDK sees the request, and hand the tools the caller through the request's
+scope. Tool arguments follow the REST limits. The client name is the memories' app.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from memory_operator.server.auth import Access, ApiKeys, access_of, single_authorization
+from memory_operator.server.auth import Access, ApiKeys, Caller, OutsideReach, authenticate
 from memory_operator.server.limits import MAX_MEMORY_IDS, Text
 from memory_operator.server.scope_id import InvalidScopeId, check_scope_id
 from memory_operator.server.store import (
+    AppPaused,
     BackendUnavailable,
     InvalidRequest,
     MemoryNotFound,
@@ -36,13 +47,31 @@ from memory_operator.server.store import (
 from memory_operator.server.store import Scope as MemoryScope
 
 T = TypeVar("T")
-ACCESS_KEY = "memory_operator.access"
+CALLER_KEY = "memory_operator.caller"
+USER_KEY = "memory_operator.user_id"
+CLIENT_KEY = "memory_operator.client_name"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+HTTP_PATH = "/mcp/{client_name}/http/{user_id}"
+SSE_PATH = "/mcp/{client_name}/sse/{user_id}"
+MESSAGES_PATH = "/mcp/messages/"
+SSE_MESSAGES_PATH = "/mcp/{client_name}/sse/{user_id}/messages/"
 # The path's parts that name a scope (user_id) or an app (client_name): both follow one grammar.
 PATH_IDS = ("client_name", "user_id")
 # An event stream on which nothing but keep-alive comments has been sent for this long is closed.
 STREAM_IDLE_SECONDS = 60.0
+# Open SSE sessions one process keeps at most; more get 503 until some close.
+MAX_SSE_SESSIONS = 256
 MemoryIds = Annotated[list[UUID], Field(min_length=1, max_length=MAX_MEMORY_IDS)]
+Infer = Annotated[
+    bool,
+    Field(
+        description=(
+            "Extract facts with the server's language model (the default, as OpenMemory); false stores "
+            "the text verbatim. Without a language model the text is always stored verbatim."
+        )
+    ),
+]
+SESSION_ID = re.compile(rb"session_id=([0-9a-f]{32})")
 
 
 class ReadOnlyKey(ToolError):
@@ -53,25 +82,26 @@ async def _run(action: Callable[[], T]) -> T:
     """Run a blocking service call in a thread; expected failures reach the model as tool errors."""
     try:
         return await anyio.to_thread.run_sync(action)
-    except (MemoryNotFound, InvalidRequest, BackendUnavailable) as error:
-        raise ToolError(
-            str(error) if not isinstance(error, BackendUnavailable) else "memory store unavailable"
-        ) from error
+    except (MemoryNotFound, InvalidRequest, AppPaused) as error:
+        raise ToolError(f"Error: {error}") from error
+    except BackendUnavailable as error:
+        raise ToolError("Error: Memory system is currently unavailable. Please try again later.") from error
 
 
-def _caller(ctx: Context) -> tuple[MemoryScope, str, Access]:
-    """The user and client of the request's path, and what its key allows."""
+def _caller(ctx: Context) -> tuple[MemoryScope, str, Caller]:
+    """The user and client the request acts for (its path, or its SSE session's), and its caller."""
     request = ctx.request_context.request
     if request is None:
         raise RuntimeError("the memory tools are served over HTTP only")
-    params = request.path_params
-    return MemoryScope(user_id=params["user_id"]), params["client_name"], request.scope[ACCESS_KEY]
+    scope = request.scope
+    return MemoryScope(user_id=scope[USER_KEY]), scope[CLIENT_KEY], scope[CALLER_KEY]
 
 
 def _summary(memory: StoredMemory) -> dict[str, Any]:
     return {
         "id": memory.id,
         "memory": memory.text,
+        "hash": memory.hash,
         "categories": memory.categories,
         "created_at": memory.created_at,
         "updated_at": memory.updated_at,
@@ -79,67 +109,92 @@ def _summary(memory: StoredMemory) -> dict[str, Any]:
     }
 
 
+ADD_DESCRIPTION = (
+    "Add a new memory. This method is called everytime the user informs anything about themselves, "
+    "their preferences, or anything that has any relevant information which can be useful in the "
+    "future conversation. This can also be called when the user asks you to remember something. "
+    "Set infer to False to store the memory verbatim without LLM fact extraction."
+)
+
+
 def build_mcp(service: Callable[[], MemoryService]) -> MCPServer:
     """The MCP server with OpenMemory's five tools; `service` gives the ready memory service."""
     mcp = MCPServer(name="memory-operator", instructions="Long-term memory: add, search, list and delete.")
 
-    def writable(access: Access) -> None:
-        if access < Access.write:
-            raise ReadOnlyKey("this API key is read-only")
+    def writable(caller: Caller) -> None:
+        if caller.access < Access.write:
+            raise ReadOnlyKey("Error: this API key is read-only")
 
-    @mcp.tool(description="Add a new memory. Call it whenever the user shares something worth remembering.")
-    async def add_memories(text: Text, ctx: Context) -> str:
-        scope, client_name, access = _caller(ctx)
-        writable(access)
-        added = await _run(lambda: service().add(scope, text, app=client_name))
-        return json.dumps({"results": [{**_summary(m), "event": "ADD"} for m in added]})
+    @mcp.tool(description=ADD_DESCRIPTION)
+    async def add_memories(text: Text, ctx: Context, infer: Infer = True) -> str:
+        scope, client_name, caller = _caller(ctx)
+        writable(caller)
+        added = await _run(lambda: service().add(scope, text, app=client_name, infer=infer))
+        return json.dumps({"results": [{**_summary(m), "event": m.event or "ADD"} for m in added]})
 
-    @mcp.tool(description="Search through stored memories. Call it for every user query.")
+    @mcp.tool(
+        description="Search through stored memories. This method is called EVERYTIME the user asks anything."
+    )
     async def search_memory(query: Text, ctx: Context) -> str:
-        scope, _, _ = _caller(ctx)
-        found = await _run(lambda: service().search(scope, query, limit=10))
-        return json.dumps({"results": [_summary(m) for m in found]})
+        scope, client_name, _ = _caller(ctx)
 
-    @mcp.tool(description="List all memories of the user.")
+        def search() -> list[StoredMemory]:
+            found = service().search(scope, query, limit=10)
+            service().record_access(found, client_name, "search")
+            return found
+
+        found = await _run(search)
+        return json.dumps({"results": [_summary(m) for m in found]}, indent=2)
+
+    @mcp.tool(description="List all memories in the user's memory")
     async def list_memories(ctx: Context) -> str:
-        scope, _, _ = _caller(ctx)
-        listed = await _run(lambda: service().list_memories(scope))
-        return json.dumps([_summary(m) for m in listed])
+        scope, client_name, _ = _caller(ctx)
 
-    @mcp.tool(description="Delete specific memories by their ids.")
+        def listed() -> list[StoredMemory]:
+            found = service().list_memories(scope)
+            service().record_access(found, client_name, "list")
+            return found
+
+        return json.dumps([_summary(m) for m in await _run(listed)], indent=2)
+
+    @mcp.tool(description="Delete specific memories by their IDs")
     async def delete_memories(memory_ids: MemoryIds, ctx: Context) -> str:
-        scope, _, access = _caller(ctx)
-        writable(access)
+        scope, _, caller = _caller(ctx)
+        writable(caller)
         count = await _run(lambda: service().delete(scope, [str(i) for i in memory_ids]))
         return f"Successfully deleted {count} memories"
 
-    @mcp.tool(description="Delete all memories of the user.")
+    @mcp.tool(description="Delete all memories in the user's memory")
     async def delete_all_memories(ctx: Context) -> str:
-        scope, _, access = _caller(ctx)
-        writable(access)
-        count = await _run(lambda: service().delete_all(scope))
-        return f"Successfully deleted all memories ({count})"
+        scope, _, caller = _caller(ctx)
+        writable(caller)
+        await _run(lambda: service().delete_all(scope))
+        return "Successfully deleted all memories"
 
     return mcp
 
 
-def session_manager(mcp: MCPServer, host: str, max_body_bytes: int) -> StreamableHTTPSessionManager:
-    """A stateless, JSON-answering session manager; DNS-rebinding protection on loopback hosts."""
-    security = (
-        TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
-        )
-        if host in LOOPBACK_HOSTS
-        else None
+def transport_security(host: str, origins: tuple[str, ...] = ()) -> TransportSecuritySettings | None:
+    """DNS-rebinding protection on loopback hosts (the CORS origins allowed too); none elsewhere."""
+    if host not in LOOPBACK_HOSTS:
+        return None
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *origins],
     )
+
+
+def session_manager(
+    mcp: MCPServer, host: str, max_body_bytes: int, origins: tuple[str, ...] = ()
+) -> StreamableHTTPSessionManager:
+    """A stateless, JSON-answering session manager for streamable HTTP."""
     # The SDK builds its session manager with the Starlette app it returns; the server mounts only
     # the session manager, under its own route with the user in the path.
     mcp.streamable_http_app(
         stateless_http=True,
         json_response=True,
-        transport_security=security,
+        transport_security=transport_security(host, origins),
         max_request_body_size=max_body_bytes,
         host=host,
     )
@@ -199,8 +254,39 @@ async def close_when_idle(
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: Any) -> None:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    await JSONResponse({"detail": detail}, status_code=status, headers=headers)(scope, receive, send)
+
+
+async def admitted(scope: Scope, receive: Receive, send: Send, keys: ApiKeys) -> Caller | None:
+    """The caller of an MCP request whose key and path ids are valid (their scope within its
+    reach); None after answering 401, 422 or 403 otherwise."""
+    caller = authenticate(scope["headers"], keys)
+    if caller is None:
+        await _refuse(scope, receive, send, 401, "Not authenticated")
+        return None
+    params = scope.get("path_params", {})
+    errors = invalid_path_ids(params)
+    if errors:
+        await _refuse(scope, receive, send, 422, errors)
+        return None
+    try:
+        caller.within(MemoryScope(user_id=params["user_id"]))
+    except OutsideReach:
+        await _refuse(scope, receive, send, 403, "This API key does not reach this user")
+        return None
+    return caller
+
+
+def _act_as(scope: Scope, caller: Caller, user_id: str, client_name: str) -> None:
+    scope[CALLER_KEY] = caller
+    scope[USER_KEY] = user_id
+    scope[CLIENT_KEY] = client_name
+
+
 class McpEndpoint:
-    """ASGI endpoint of the MCP route: checks the key and the path, then hands over to the SDK."""
+    """ASGI endpoint of the streamable HTTP route."""
 
     def __init__(
         self,
@@ -213,19 +299,115 @@ class McpEndpoint:
         self.stream_idle_seconds = stream_idle_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        access = access_of(single_authorization(scope["headers"]), self.keys)
-        if access is None:
-            response = JSONResponse(
-                {"detail": "Not authenticated"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-            )
-            await response(scope, receive, send)
+        caller = await admitted(scope, receive, send, self.keys)
+        if caller is None:
             return
-        errors = invalid_path_ids(scope.get("path_params", {}))
-        if errors:
-            await JSONResponse({"detail": errors}, status_code=422)(scope, receive, send)
-            return
-        scope[ACCESS_KEY] = access
+        params = scope["path_params"]
+        _act_as(scope, caller, params["user_id"], params["client_name"])
         if scope["method"] == "GET":
             await close_when_idle(self.manager.handle_request, scope, receive, send, self.stream_idle_seconds)
         else:
             await self.manager.handle_request(scope, receive, send)
+
+
+@dataclass
+class SseSession:
+    caller: Caller
+    user_id: str
+    client_name: str
+
+
+class SseSessions:
+    """OpenMemory's SSE transport: sessions opened by GET, fed by POSTed messages."""
+
+    def __init__(
+        self,
+        mcp: MCPServer,
+        keys: ApiKeys,
+        host: str,
+        max_body_bytes: int,
+        origins: tuple[str, ...] = (),
+        max_sessions: int = MAX_SSE_SESSIONS,
+    ) -> None:
+        self.server = mcp._lowlevel_server  # the SDK's own SSE app runs this same server
+        self.keys = keys
+        self.max_sessions = max_sessions
+        self.transport = SseServerTransport(
+            MESSAGES_PATH,
+            security_settings=transport_security(host, origins),
+            max_request_body_size=max_body_bytes,
+        )
+        self.sessions: dict[str, SseSession] = {}
+        self.open = 0
+
+    async def connect(self, scope: Scope, receive: Receive, send: Send) -> None:
+        caller = await admitted(scope, receive, send, self.keys)
+        if caller is None:
+            return
+        if self.open >= self.max_sessions:
+            await _refuse(scope, receive, send, 503, "too many open MCP sessions, retry later")
+            return
+        params = scope["path_params"]
+        session = SseSession(caller, params["user_id"], params["client_name"])
+        registered: list[str] = []
+
+        async def registering_send(message: Message) -> None:
+            # The transport announces the session's id in its first event (`endpoint`).
+            if not registered and message["type"] == "http.response.body":
+                found = SESSION_ID.search(message.get("body", b""))
+                if found:
+                    registered.append(found.group(1).decode())
+                    self.sessions[registered[0]] = session
+            await send(message)
+
+        self.open += 1
+        try:
+            async with self.transport.connect_sse(scope, receive, registering_send) as (read, write):
+                await self.server.run(read, write, self.server.create_initialization_options())
+        except ValueError:
+            pass  # refused by the transport's own checks (Host, Origin); it has answered
+        finally:
+            self.open -= 1
+            for session_id in registered:
+                self.sessions.pop(session_id, None)
+
+    async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
+        caller = authenticate(scope["headers"], self.keys)
+        if caller is None:
+            await _refuse(scope, receive, send, 401, "Not authenticated")
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        found = re.search(r"(?:^|&)session_id=([0-9a-f]{32})(?:&|$)", query)
+        session = self.sessions.get(found.group(1)) if found else None
+        params = scope.get("path_params", {})
+        if (
+            session is None
+            or session.caller != caller
+            or params.get("user_id", session.user_id) != session.user_id
+            or params.get("client_name", session.client_name) != session.client_name
+        ):
+            # Another key's session is answered as one that does not exist.
+            await Response("Could not find session", status_code=404)(scope, receive, send)
+            return
+        _act_as(scope, caller, session.user_id, session.client_name)
+        await self.transport.handle_post_message(scope, receive, send)
+
+
+class SseConnect:
+    """ASGI endpoint of `GET /mcp/{client_name}/sse/{user_id}`."""
+
+    def __init__(self, sessions: SseSessions) -> None:
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.sessions.connect(scope, receive, send)
+
+
+class SseMessages:
+    """ASGI endpoint of the SSE transport's message posts."""
+
+    def __init__(self, sessions: SseSessions) -> None:
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.sessions.post(scope, receive, send)

@@ -39,6 +39,11 @@ class ServerMetrics:
             "Qdrant calls that failed because Qdrant was unreachable or answered with an error.",
             registry=self.registry,
         )
+        self.categorization_failures = Counter(
+            "memory_server_categorization_failures",
+            "New memories the language model could not file under categories (stored uncategorised).",
+            registry=self.registry,
+        )
 
     def operation(self, kind: str, count: int = 1) -> None:
         self.operations.labels(kind=kind).inc(count)

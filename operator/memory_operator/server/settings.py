@@ -42,6 +42,8 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Host the server binds; MCP's DNS-rebinding protection is on for loopback hosts.
     host: str = "0.0.0.0"
+    # Browser origins allowed to call the API (CORS); none means CORS is off.
+    cors_allowed_origins: tuple[str, ...] = ()
 
     @property
     def embedding_dims(self) -> int:

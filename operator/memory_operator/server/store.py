@@ -2,24 +2,32 @@
 
 Every state lives in the Qdrant point's payload, flat as mem0 writes it: mem0's own keys (`data`,
 `hash`, `created_at`, `updated_at`, `user_id`, `agent_id`, `run_id`, `expiration_date`, ...), the
-caller's metadata, and the server's keys `state`, `app` and `categories`. Replicas therefore share
-nothing but Qdrant. mem0 does the adds, updates and searches; state changes and batch deletes go to
-Qdrant directly, in one call each, because mem0 has no API for them and one call is all-or-nothing.
+caller's metadata, and the server's keys (`state`, `app`, `categories`, the history and the access
+log). App states are points of a small second collection (`<collection>_apps`). Replicas therefore
+share nothing but Qdrant. mem0 does the adds, updates and searches; state changes and batch deletes
+go to Qdrant directly, in one call each, because mem0 has no API for them and one call is
+all-or-nothing.
+
+Every operation is given an owner: a request's scope (`Scope`: every given id must match) or, for
+requests by memory id without a scope, all its key reaches (`Reach`). Nothing outside the owner is
+read, changed or told apart from a memory that does not exist.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from memory_operator.server import history
 from memory_operator.server.config import ServerConfig, default_expiration_date
 from memory_operator.server.limits import MAX_MESSAGES, search_filters
 from memory_operator.server.metrics import ServerMetrics
@@ -28,7 +36,10 @@ from memory_operator.server.scope_id import InvalidScopeId, check_scope_id
 if TYPE_CHECKING:
     from mem0 import Memory
 
+    from memory_operator.server.apps import AppRegistry
+
 T = TypeVar("T")
+log = logging.getLogger("memory_operator.server.store")
 
 SCOPE_KEYS = ("user_id", "agent_id", "run_id")
 # Payload keys that callers' metadata may not set: mem0's own and the server's.
@@ -50,6 +61,10 @@ RESERVED_KEYS = frozenset(
         "state_changed_at",
         "app",
         "categories",
+        history.HISTORY_KEY,
+        history.HISTORY_TRUNCATED_KEY,
+        history.ACCESS_LOG_KEY,
+        history.ACCESS_COUNTS_KEY,
     }
 )
 # Keys mem0 lifts out of the payload into the top level of its results.
@@ -62,8 +77,14 @@ PROMOTED_KEYS = (
     "expiration_date",
     "created_at",
     "updated_at",
+    "hash",
+    "attributed_to",
 )
+# Big and rarely wanted: lists leave them out of what Qdrant sends.
+BOOKKEEPING_KEYS = [history.HISTORY_KEY]
 SCROLL_PAGE = 256
+# Most memories one search or filtered listing goes through.
+MAX_LISTED = 1000
 
 
 class MemoryState(StrEnum):
@@ -76,6 +97,7 @@ class MemoryState(StrEnum):
 
 # What OpenMemory lists by default: everything not archived or deleted.
 LISTED_STATES = (MemoryState.active, MemoryState.paused)
+STORED_STATES = (MemoryState.active, MemoryState.paused, MemoryState.archived)
 
 
 class BackendUnavailable(Exception):
@@ -88,6 +110,18 @@ class MemoryNotFound(Exception):
     def __init__(self, ids: Sequence[str]) -> None:
         super().__init__(f"memory not found: {', '.join(ids)}")
         self.ids = list(ids)
+
+
+class AppNotFound(Exception):
+    """No memory of this app, and no state of it, within the caller's reach."""
+
+
+class AppPaused(Exception):
+    """The app is paused for the user: it may not add memories (OpenMemory's rule)."""
+
+    def __init__(self, app: str) -> None:
+        super().__init__(f"App {app} is currently paused on OpenMemory. Cannot create new memories.")
+        self.app = app
 
 
 class InvalidRequest(ValueError):
@@ -132,6 +166,39 @@ class Scope:
     def contains(self, payload: Mapping[str, Any]) -> bool:
         return all(payload.get(key) == value for key, value in self.as_filters().items())
 
+    def conditions(self) -> list[qm.Condition]:
+        return [
+            qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
+            for key, value in self.as_filters().items()
+        ]
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Every memory a key may touch: those of any of `scopes`, or all memories when `scopes` is None."""
+
+    scopes: tuple[Scope, ...] | None = None
+
+    def permits(self, scope: Scope) -> bool:
+        """Whether a request's scope is within reach: at least as narrow as one of the key's scopes."""
+        if self.scopes is None:
+            return True
+        wanted = scope.as_filters()
+        return any(all(wanted.get(k) == v for k, v in s.as_filters().items()) for s in self.scopes)
+
+    def contains(self, payload: Mapping[str, Any]) -> bool:
+        return self.scopes is None or any(s.contains(payload) for s in self.scopes)
+
+    def conditions(self) -> list[qm.Condition]:
+        if self.scopes is None:
+            return []
+        return [qm.Filter(should=[qm.Filter(must=s.conditions()) for s in self.scopes])]
+
+
+EVERYTHING = Reach()
+# Whose memories an operation may touch: a request's scope, or a key's whole reach.
+Owner = Scope | Reach
+
 
 @dataclass(frozen=True)
 class StoredMemory:
@@ -150,6 +217,11 @@ class StoredMemory:
     updated_at: str | None
     expiration_date: str | None
     score: float | None = None
+    hash: str | None = None
+    # How an add changed it (`ADD`, or `UPDATE` when a language model merged it into a memory).
+    event: str | None = None
+    # The whole payload, for the history, the access log and exports.
+    payload: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def memory_from_payload(
@@ -171,6 +243,8 @@ def memory_from_payload(
         updated_at=payload.get("updated_at"),
         expiration_date=payload.get("expiration_date"),
         score=score,
+        hash=payload.get("hash"),
+        payload=payload,
     )
 
 
@@ -202,16 +276,13 @@ def categories_of(categories: Sequence[str] | None, metadata: Mapping[str, Any] 
 
 
 def scope_filter(
-    scope: Scope,
+    owner: Owner,
     states: Sequence[str] | None = None,
     app: str | None = None,
     categories: Sequence[str] | None = None,
 ) -> qm.Filter:
-    """A Qdrant filter for the caller's memories, narrowed by state, app and categories."""
-    must: list[qm.Condition] = [
-        qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
-        for key, value in scope.as_filters().items()
-    ]
+    """A Qdrant filter for the owner's memories, narrowed by state, app and categories."""
+    must: list[qm.Condition] = list(owner.conditions())
     if states:
         must.append(qm.FieldCondition(key="state", match=qm.MatchAny(any=list(states))))
     if app:
@@ -240,6 +311,13 @@ def backend_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+class _Unset:
+    """An argument not given (as opposed to None, which may mean "clear")."""
+
+
+UNSET = _Unset()
+
+
 @dataclass
 class MemoryService:
     """The operations behind the REST and MCP APIs."""
@@ -252,6 +330,9 @@ class MemoryService:
     # Without an LLM, `infer` is always off: the text is stored as given.
     allow_infer: bool = False
     today: Callable[[], dt.date] = field(default=lambda: dt.datetime.now(dt.UTC).date())
+    # Files a memory's text under configured categories (with an LLM); None: callers name them.
+    categorize: Callable[[str], list[str]] | None = None
+    apps: AppRegistry | None = None
 
     def __post_init__(self) -> None:
         self._errors = backend_errors()
@@ -271,7 +352,7 @@ class MemoryService:
         with self._backend():
             try:
                 result = action()
-            except (MemoryNotFound, InvalidRequest):
+            except (MemoryNotFound, InvalidRequest, AppNotFound, AppPaused):
                 raise
             except self._invalid as error:
                 if isinstance(error.__cause__, self._errors):
@@ -290,15 +371,19 @@ class MemoryService:
         records = self.client.retrieve(self.collection, ids=list(ids), with_payload=True, with_vectors=False)
         return {str(r.id): r.payload or {} for r in records}
 
-    def _owned(self, scope: Scope, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
-        """The payloads of these memories; MemoryNotFound unless every one is in the scope."""
+    def _owned(self, owner: Owner, ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        """The payloads of these memories; MemoryNotFound unless every one is the owner's."""
         found = self._points(ids)
-        missing = [i for i in ids if i not in found or not scope.contains(found[i])]
+        missing = [i for i in ids if i not in found or not owner.contains(found[i])]
         if missing:
             raise MemoryNotFound(missing)
         return found
 
-    def _scroll(self, query: qm.Filter) -> list[qm.Record]:
+    def scroll(self, query: qm.Filter, with_bookkeeping: bool = False) -> list[qm.Record]:
+        """Every point the filter matches (without the history unless asked for)."""
+        payload: bool | qm.PayloadSelectorExclude = (
+            True if with_bookkeeping else qm.PayloadSelectorExclude(exclude=BOOKKEEPING_KEYS)
+        )
         records: list[qm.Record] = []
         offset: qm.ExtendedPointId | None = None
         while True:
@@ -307,32 +392,32 @@ class MemoryService:
                 scroll_filter=query,
                 limit=SCROLL_PAGE,
                 offset=offset,
-                with_payload=True,
+                with_payload=payload,
                 with_vectors=False,
             )
             records.extend(page)
             if offset is None:
                 return records
 
-    def get(self, scope: Scope, memory_id: str) -> StoredMemory:
+    def get(self, owner: Owner, memory_id: str) -> StoredMemory:
         def action() -> StoredMemory:
-            return memory_from_payload(memory_id, self._owned(scope, [memory_id])[memory_id])
+            return memory_from_payload(memory_id, self._owned(owner, [memory_id])[memory_id])
 
         return self._call("get", action)
 
     def list_memories(
         self,
-        scope: Scope,
-        states: Sequence[str] = LISTED_STATES,
+        owner: Owner,
+        states: Sequence[str] | None = LISTED_STATES,
         app: str | None = None,
         categories: Sequence[str] | None = None,
         text: str | None = None,
         include_expired: bool = False,
     ) -> list[StoredMemory]:
-        """The caller's memories, newest first, narrowed by state, app, categories and a substring."""
+        """The owner's memories, newest first, narrowed by state, app, categories and a substring."""
 
         def action() -> list[StoredMemory]:
-            records = self._scroll(scope_filter(scope, states, app, categories))
+            records = self.scroll(scope_filter(owner, states, app, categories))
             today = self.today()
             needle = text.casefold() if text else None
             memories = [
@@ -341,24 +426,50 @@ class MemoryService:
                 if (include_expired or not is_expired(r.payload or {}, today))
                 and (needle is None or needle in str((r.payload or {}).get("data", "")).casefold())
             ]
-            return sorted(memories, key=lambda m: m.created_at or "", reverse=True)
+            return newest_first(memories)
 
         return self._call("list", action)
 
-    def search(
-        self, scope: Scope, query: str, limit: int = 10, filters: Mapping[str, Any] | None = None
+    def list_filtered(
+        self, scope: Scope, filters: Mapping[str, Any], include_expired: bool = False
     ) -> list[StoredMemory]:
-        """Active memories of the caller nearest to the query; `filters` are mem0 metadata filters."""
+        """The scope's listed memories that match mem0 metadata filters, newest first (at most 1000)."""
+        self._check_filters(filters)
+        effective = {**filters, **scope.as_filters(), "state": [s.value for s in LISTED_STATES]}
+
+        def action() -> list[StoredMemory]:
+            found = self.memory.get_all(filters=effective, top_k=MAX_LISTED, show_expired=include_expired)
+            return newest_first([self._from_result(item) for item in found["results"]])
+
+        return self._call("list", action)
+
+    @staticmethod
+    def _check_filters(filters: Mapping[str, Any] | None) -> None:
         if filters:
             try:
                 search_filters(filters)
             except ValueError as error:
                 raise InvalidRequest(str(error), loc=("filters",)) from None
+
+    def search(
+        self,
+        scope: Scope,
+        query: str,
+        limit: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        threshold: float | None = None,
+        include_expired: bool = False,
+    ) -> list[StoredMemory]:
+        """Active memories of the scope nearest to the query; `filters` are mem0 metadata filters."""
+        self._check_filters(filters)
         # The scope and state come last so that no filter can widen the search beyond the caller.
         effective = {**(filters or {}), **scope.as_filters(), "state": MemoryState.active.value}
+        options: dict[str, Any] = {"show_expired": include_expired}
+        if threshold is not None:
+            options["threshold"] = threshold
 
         def action() -> list[StoredMemory]:
-            found = self.memory.search(query, top_k=limit, filters=effective)["results"]
+            found = self.memory.search(query, top_k=limit, filters=effective, **options)["results"]
             return [self._from_result(item) for item in found]
 
         return self._call("search", action)
@@ -376,21 +487,53 @@ class MemoryService:
 
         def action() -> list[tuple[str, str | None, int]]:
             counts: Counter[str] = Counter()
-            for record in self._scroll(scope_filter(scope, LISTED_STATES)):
+            for record in self.scroll(scope_filter(scope, LISTED_STATES)):
                 counts.update(memory_from_payload(record.id, record.payload or {}).categories)
-            described = {c.name: c.description for c in self.config.categories}
+            described = dict(self.config.described_categories())
             names = list(dict.fromkeys([*self.config.category_names(), *sorted(counts)]))
             return [(name, described.get(name), counts[name]) for name in names]
 
         return self._call("list", action)
 
     def stats(self, scope: Scope) -> tuple[int, dict[str, int]]:
-        """The caller's number of listed memories, and of memories per app."""
+        """The caller's number of stored memories (archived too, as OpenMemory counts), and per app."""
 
         def action() -> tuple[int, dict[str, int]]:
-            records = self._scroll(scope_filter(scope, LISTED_STATES))
+            records = self.scroll(scope_filter(scope, STORED_STATES))
             apps = Counter(str((r.payload or {}).get("app") or "default") for r in records)
             return len(records), dict(sorted(apps.items()))
+
+        return self._call("list", action)
+
+    def history(self, owner: Owner, memory_id: str) -> list[dict[str, Any]]:
+        """mem0's history of a memory: its ADD and the text changes since (deleted memories have none)."""
+
+        def action() -> list[dict[str, Any]]:
+            return history.history_of(memory_id, self._owned(owner, [memory_id])[memory_id])
+
+        return self._call("get", action)
+
+    def related(self, owner: Owner, memory_id: str) -> list[StoredMemory]:
+        """Other memories of the same scope that share a category, the most shared first (OpenMemory's)."""
+
+        def action() -> list[StoredMemory]:
+            source = memory_from_payload(memory_id, self._owned(owner, [memory_id])[memory_id])
+            if not source.categories:
+                return []
+            same = {k: v for k in SCOPE_KEYS if (v := getattr(source, k))}
+            mine = Scope(**same) if same else None
+            if mine is None:
+                return []
+            query = scope_filter(mine, STORED_STATES, categories=source.categories)
+            query.must = [*(query.must or []), *owner.conditions()]
+            found = [
+                memory_from_payload(r.id, r.payload or {})
+                for r in self.scroll(query)
+                if str(r.id) != memory_id
+            ]
+            shared = set(source.categories)
+            found = newest_first(found)
+            return sorted(found, key=lambda m: len(shared & set(m.categories)), reverse=True)
 
         return self._call("list", action)
 
@@ -406,7 +549,12 @@ class MemoryService:
         infer: bool = False,
         expiration_date: dt.date | None = None,
     ) -> list[StoredMemory]:
-        """Store a memory (or, with an LLM and `infer`, the facts it extracts) for the caller."""
+        """Store a memory (or, with an LLM and `infer`, the facts it extracts) for the caller.
+
+        Categories named by the caller are kept; otherwise, with a language model, each new memory
+        is filed under the configured categories it belongs to. The default expiration follows
+        from the categories unless the caller gives a date.
+        """
         if not isinstance(messages, str) and len(messages) > MAX_MESSAGES:
             raise InvalidRequest(f"at most {MAX_MESSAGES} messages in one add", loc=("messages",))
         names = categories_of(categories, metadata)
@@ -414,8 +562,16 @@ class MemoryService:
         payload = {**caller_metadata(metadata), "state": MemoryState.active.value, "categories": names}
         if app:
             payload["app"] = app
+        classify = self.categorize if not names else None
 
         def action() -> list[StoredMemory]:
+            if (
+                app
+                and scope.user_id
+                and self.apps is not None
+                and not self.apps.is_active(scope.user_id, app)
+            ):
+                raise AppPaused(app)
             result = self.memory.add(
                 messages if isinstance(messages, str) else [dict(m) for m in messages],
                 **scope.as_filters(),
@@ -423,58 +579,108 @@ class MemoryService:
                 infer=infer and self.allow_infer,
                 expiration_date=expires.isoformat() if expires else None,
             )
-            ids = [str(r["id"]) for r in result["results"] if r.get("event") in ("ADD", "UPDATE")]
+            events = {str(r["id"]): r.get("event") for r in result["results"]}
+            ids = [i for i, event in events.items() if event in ("ADD", "UPDATE")]
             points = self._points(ids) if ids else {}
-            return [memory_from_payload(i, points[i]) for i in ids if i in points]
+            added = [replace(memory_from_payload(i, points[i]), event=events[i]) for i in ids if i in points]
+            if classify is not None:
+                added = self._file_under_categories(added, classify, expiration_date)
+            return added
 
         return self._call("add", action)
 
+    def _file_under_categories(
+        self,
+        added: list[StoredMemory],
+        classify: Callable[[str], list[str]],
+        expiration_date: dt.date | None,
+    ) -> list[StoredMemory]:
+        """Ask the language model for each new memory's categories; set them and their expiration."""
+        operations: list[qm.UpdateOperation] = []
+        filed: list[StoredMemory] = []
+        for memory in added:
+            try:
+                names = classify(memory.text)
+            except Exception as error:  # a model failure must not lose the memory just stored
+                self.metrics.categorization_failures.inc()
+                log.warning("categorization failed: error=%s", type(error).__name__)
+                names = []
+            if not names:
+                filed.append(memory)
+                continue
+            expires = expiration_date or default_expiration_date(
+                names, self.config.expirations(), self.today()
+            )
+            expires_on = expires.isoformat() if expires else None
+            changes: dict[str, Any] = {"categories": names, "expiration_date": expires_on}
+            operations.append(
+                qm.SetPayloadOperation(set_payload=qm.SetPayload(payload=changes, points=[memory.id]))
+            )
+            filed.append(
+                replace(
+                    memory,
+                    categories=names,
+                    expiration_date=expires_on,
+                    payload={**memory.payload, **changes},
+                )
+            )
+        if operations:
+            self.client.batch_update_points(self.collection, update_operations=operations, wait=True)
+        return filed
+
     def update(
         self,
-        scope: Scope,
+        owner: Owner,
         memory_id: str,
         text: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        expiration_date: dt.date | _Unset | None = UNSET,
     ) -> StoredMemory:
-        """Change a memory's text (re-embedded by mem0) and merge metadata into it."""
+        """Change a memory's text (re-embedded by mem0), merge metadata into it, set or clear its
+        expiration date; a text change is kept in its history."""
 
         def action() -> StoredMemory:
-            self._owned(scope, [memory_id])
-            extra = caller_metadata(metadata) if metadata is not None else None
-            if text is not None or extra:
-                self.memory.update(memory_id, text=text, metadata=extra)
+            current = self._owned(owner, [memory_id])[memory_id]
+            extra = caller_metadata(metadata) if metadata is not None else {}
+            if text is not None and text != current.get("data"):
+                extra.update(history.with_update(current, text))
+            options: dict[str, Any] = {}
+            if not isinstance(expiration_date, _Unset):
+                options["expiration_date"] = expiration_date.isoformat() if expiration_date else None
+            if text is not None or extra or options:
+                self.memory.update(memory_id, text=text, metadata=extra or None, **options)
             return memory_from_payload(memory_id, self._points([memory_id])[memory_id])
 
         return self._call("update", action)
 
-    def delete(self, scope: Scope, memory_ids: Sequence[str]) -> int:
-        """Delete these memories, all or none: every id must be the caller's."""
+    def delete(self, owner: Owner, memory_ids: Sequence[str]) -> int:
+        """Delete these memories, all or none: every id must be the owner's."""
 
         def action() -> int:
             ids = list(dict.fromkeys(memory_ids))
-            self._owned(scope, ids)
+            self._owned(owner, ids)
             self.client.delete(self.collection, points_selector=qm.PointIdsList(points=list(ids)), wait=True)
             return len(ids)
 
         return self._call("delete", action)
 
-    def delete_all(self, scope: Scope) -> int:
-        """Delete every memory of the caller, in one filtered call."""
+    def delete_all(self, scope: Scope, app: str | None = None) -> int:
+        """Delete every memory of the scope (of one app, if given), in one filtered call."""
 
         def action() -> int:
-            query = scope_filter(scope)
+            query = scope_filter(scope, app=app)
             count = self.client.count(self.collection, count_filter=query, exact=True).count
             self.client.delete(self.collection, points_selector=qm.FilterSelector(filter=query), wait=True)
             return count
 
         return self._call("delete", action)
 
-    def set_state(self, scope: Scope, memory_ids: Sequence[str], state: MemoryState) -> int:
+    def set_state(self, owner: Owner, memory_ids: Sequence[str], state: MemoryState) -> int:
         """Archive, pause or reactivate these memories, all or none."""
 
         def action() -> int:
             ids = list(dict.fromkeys(memory_ids))
-            self._owned(scope, ids)
+            self._owned(owner, ids)
             self.client.set_payload(
                 self.collection, payload=self._state_payload(state), points=list(ids), wait=True
             )
@@ -504,3 +710,26 @@ class MemoryService:
     @staticmethod
     def _state_payload(state: MemoryState) -> dict[str, str]:
         return {"state": state.value, "state_changed_at": dt.datetime.now(dt.UTC).isoformat()}
+
+    def record_access(self, memories: Sequence[StoredMemory], app: str, kind: str) -> None:
+        """Log that `app` searched or listed these memories. Never fails the read it follows: a memory
+        deleted meanwhile, or Qdrant failing here, costs a log entry only."""
+        if not memories:
+            return
+        at = history.naive_utc(history.now_iso())
+        operations: list[qm.UpdateOperation] = [
+            qm.SetPayloadOperation(
+                set_payload=qm.SetPayload(
+                    payload=history.with_access(m.payload, app, kind, at), points=[m.id]
+                )
+            )
+            for m in memories
+        ]
+        try:
+            self.client.batch_update_points(self.collection, update_operations=operations, wait=True)
+        except Exception as error:  # bookkeeping only
+            log.warning("access log not written: error=%s", type(error).__name__)
+
+
+def newest_first(memories: list[StoredMemory]) -> list[StoredMemory]:
+    return sorted(memories, key=lambda m: (m.created_at or "", m.id), reverse=True)
