@@ -167,6 +167,20 @@ class ServerSpec(ApiModel):
             "self.flavor != 'openmemory' || self.replicas <= 1",
             "the openmemory flavor keeps state in SQLite and runs at most 1 replica",
             ".replicas",
+# A browser origin as CORS compares it: scheme, host and optional port, no path; or `*` (any).
+ORIGIN_PATTERN = r"^(\*|https?://[^/\s?#]+)$"
+
+
+class CorsSpec(ApiModel):
+    """Cross-origin requests from browsers (keys travel in headers, never in cookies)."""
+
+    allowed_origins: list[Annotated[str, Field(pattern=ORIGIN_PATTERN, max_length=2048)]] = Field(
+        min_length=1, max_length=64
+    )
+    """Origins whose pages may call the API, e.g. `http://localhost:3000` (OpenMemory's UI); `*` allows
+    any page, which then still needs an API key."""
+
+
         )
     )
 
@@ -178,7 +192,9 @@ class ServerSpec(ApiModel):
     image: str | None = Field(default=None, max_length=512)
     """Container image; the pinned default of the flavor when unset."""
     llm: ModelProviderSpec | None = None
-    """Language model used to extract and categorise memories; without one, memories are stored verbatim."""
+    """Language model that extracts facts and files each new memory under the configured categories (their
+    default expirations follow); without one, memories are stored verbatim, under the categories callers
+    name only."""
     embedder: EmbedderSpec | None = None
     """Embedding model; the local all-MiniLM-L6-v2 (384 dimensions) when unset."""
     resources: ResourceRequirements = Field(default_factory=lambda: _resources("100m", "512Mi", "2Gi"))
@@ -196,6 +212,12 @@ class ServerSpec(ApiModel):
         return self
 
 
+    cors: CorsSpec | None = None
+    """Browser origins allowed to call the `builtin` server (e.g. OpenMemory's UI); CORS is off when
+    unset. The `openmemory` flavor ignores it."""
+    pod: PodSettings | None = None
+    """Scheduling (node selector, tolerations, affinity, spread, priority), labels and annotations of
+    the server pods."""
 class AuthSpec(ApiModel):
     """API keys that clients present to the memory server and the server presents to Qdrant."""
 

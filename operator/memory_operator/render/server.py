@@ -119,6 +119,9 @@ def _env(store: MemoryStore) -> list[dict[str, Any]]:
     if store.spec.server.config is not None:
         variables.append(meta.env_value(env.SERVER_CONFIG_FILE, env.SERVER_CONFIG_PATH))
     return variables
+    if store.spec.server.cors is not None:
+        origins = ",".join(store.spec.server.cors.allowed_origins)
+        variables.append(meta.env_value(env.CORS_ALLOWED_ORIGINS, origins))
 
 
 def _container(store: MemoryStore) -> dict[str, Any]:
