@@ -117,6 +117,13 @@ class CrdInfo(BaseModel):
 
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
+# Deleting a CRD deletes every object of its kind, so every store: Argo CD neither prunes the CRDs nor
+# deletes them with its Application. (Helm never deletes its `crds/` folder's CRDs; the chart adds
+# `helm.sh/resource-policy: keep` to the CRDs it renders as templates.)
+ARGOCD_SYNC_OPTIONS = {"argocd.argoproj.io/sync-options": "Delete=false,Prune=false"}
+# `kubectl get memory` lists every kind; none is in `all`, so `kubectl delete all --all` deletes no store.
+CATEGORIES = ["memory"]
+
 CRDS = [
     CrdInfo(
         kind=store.KIND,
@@ -186,6 +193,7 @@ def crd(info: CrdInfo) -> dict[str, Any]:
                 "app.kubernetes.io/name": "memory-operator",
                 "app.kubernetes.io/part-of": "memory-operator",
             },
+            "annotations": dict(ARGOCD_SYNC_OPTIONS),
         },
         "spec": {
             "group": GROUP,
@@ -196,7 +204,7 @@ def crd(info: CrdInfo) -> dict[str, Any]:
                 "plural": info.plural,
                 "singular": info.kind.lower(),
                 "shortNames": info.short_names,
-                "categories": ["memory", "all"],
+                "categories": list(CATEGORIES),
             },
             "versions": [
                 {

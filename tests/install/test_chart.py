@@ -359,8 +359,12 @@ def test_templated_crds_are_the_same_files_kept_on_uninstall() -> None:
     files = {yaml.safe_load(p.read_text())["metadata"]["name"]: p for p in (CHART / "crds").glob("*.yaml")}
     assert {c["metadata"]["name"] for c in crds} == EXPECTED_CRDS
     for crd in crds:
-        assert crd["metadata"].pop("annotations") == {"helm.sh/resource-policy": "keep"}
-        assert crd == yaml.safe_load(files[crd["metadata"]["name"]].read_text())
+        file = yaml.safe_load(files[crd["metadata"]["name"]].read_text())
+        annotations = crd["metadata"].pop("annotations")
+        assert annotations.pop("helm.sh/resource-policy") == "keep"
+        # the files' own annotations (Argo CD's sync options) are kept beside it
+        assert annotations == file["metadata"].pop("annotations", {})
+        assert crd == file
 
 
 def test_crds_can_be_left_out() -> None:

@@ -24,6 +24,57 @@ from render.helpers import CREDENTIALS, SETTINGS, every_job, make_policy, make_s
 
 OPENAI = {"name": "openai", "key": "api-key"}
 MODEL = {"provider": "openai", "model": "m", "apiKeySecretRef": OPENAI, "baseUrl": "http://llm:1"}
+# Placement of a component's pods (`PodSettings`), every field set.
+POD: dict[str, Any] = {
+    "labels": {"team": "a"},
+    "annotations": {"mesh": "on"},
+    "nodeSelector": {"pool": "memory"},
+    "tolerations": [
+        {"key": "taint", "operator": "Equal", "value": "m", "effect": "NoSchedule", "tolerationSeconds": 9}
+    ],
+    "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+    "topologySpreadConstraints": [
+        {
+            "maxSkew": 1,
+            "topologyKey": "zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {
+                "matchLabels": {"a": "b"},
+                "matchExpressions": [{"key": "k", "operator": "In", "values": ["v"]}],
+            },
+            "minDomains": 2,
+            "matchLabelKeys": ["pod-template-hash"],
+            "nodeAffinityPolicy": "Honor",
+            "nodeTaintsPolicy": "Ignore",
+        }
+    ],
+    "priorityClassName": "high",
+}
+POD_CHANGES: dict[str, Any] = {
+    "labels": {"team": "b"},
+    "annotations": {"mesh": "off"},
+    "nodeSelector": {"pool": "other"},
+    "tolerations[].key": "other",
+    "tolerations[].operator": "Exists",
+    "tolerations[].value": "n",
+    "tolerations[].effect": "NoExecute",
+    "tolerations[].tolerationSeconds": 10,
+    "affinity": {"podAntiAffinity": {}},
+    "topologySpreadConstraints[].maxSkew": 2,
+    "topologySpreadConstraints[].topologyKey": "host",
+    "topologySpreadConstraints[].whenUnsatisfiable": "DoNotSchedule",
+    "topologySpreadConstraints[].labelSelector.matchLabels": {"a": "c"},
+    "topologySpreadConstraints[].labelSelector.matchExpressions[].key": "k2",
+    "topologySpreadConstraints[].labelSelector.matchExpressions[].operator": "NotIn",
+    "topologySpreadConstraints[].labelSelector.matchExpressions[].values": ["w"],
+    "topologySpreadConstraints[].minDomains": 3,
+    "topologySpreadConstraints[].matchLabelKeys": ["other"],
+    "topologySpreadConstraints[].nodeAffinityPolicy": "Ignore",
+    "topologySpreadConstraints[].nodeTaintsPolicy": "Honor",
+    "priorityClassName": "low",
+}
+# The components whose pods take `PodSettings`.
+POD_OWNERS = ("vectorStore.pod", "server.pod", "jobs.pod")
 
 # Every optional section set, so that every leaf has a value to change.
 BASE: dict[str, Any] = {
@@ -33,6 +84,7 @@ BASE: dict[str, Any] = {
         "storage": {"size": "10Gi", "storageClassName": "fast"},
         "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}},
         "collection": {"name": "memories", "onDisk": False, "replicationFactor": 2, "shardNumber": 2},
+        "pod": POD,
     },
     "server": {
         "replicas": 1,
@@ -45,6 +97,7 @@ BASE: dict[str, Any] = {
             "customInstructions": "keep facts",
             "defaultExpiration": {"temporary": "7d"},
         },
+        "pod": POD,
     },
     "auth": {"apiKeyKey": "rw", "readOnlyApiKeyKey": "ro"},
     "backup": {
@@ -53,6 +106,12 @@ BASE: dict[str, Any] = {
         "retention": {"maxCount": 7, "maxAge": "30d"},
     },
     "bootstrap": {"fromBackup": {"name": "nightly-1"}},
+    "jobs": {
+        "resources": {"requests": {"cpu": "50m"}, "limits": {"cpu": "1"}},
+        "pod": POD,
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/a"}},
+    },
+    "imagePullSecrets": [{"name": "regcred"}],
 }
 S3 = {
     "bucket": "memories",
@@ -114,6 +173,10 @@ STORE_CHANGES: dict[str, Any] = {
     "backup.retention.maxCount": 3,
     "backup.retention.maxAge": "14d",
     "bootstrap.fromBackup.name": "nightly-2",
+    "jobs.resources.requests": {"cpu": "100m"},
+    "jobs.resources.limits": {"cpu": "2"},
+    "imagePullSecrets[].name": "other-regcred",
+    **{f"{owner}.{leaf}": value for owner in POD_OWNERS for leaf, value in POD_CHANGES.items()},
 }
 BASES: dict[str, Callable[[dict[str, Any]], None]] = {
     # A store being restored holds its server at zero replicas.
@@ -198,8 +261,20 @@ def _deletion_policy() -> bool:
     ]
 
 
+def _jobs_service_account_annotations() -> bool:
+    """The jobs' ServiceAccount (rendered by `jobs.service_account`, applied by the controller)."""
+    from memory_operator.render import jobs
+
+    def annotations(value: dict[str, str]) -> Any:
+        store = make_store({"jobs": {"serviceAccount": {"annotations": value}}})
+        return jobs.service_account(store)["metadata"].get("annotations")
+
+    return annotations({"iam.gke.io/gcp-service-account": "a@p.iam"}) != annotations({})
+
+
 STORE_BEHAVIOURS: dict[str, Callable[[], bool]] = {
     "paused": _paused,
+    "jobs.serviceAccount.annotations": _jobs_service_account_annotations,
     "backup.schedule": lambda: _due(schedule="0 * * * *") != _due(schedule="15 * * * *"),
     "backup.suspend": lambda: _due(suspend=False) is not None and _due(suspend=True) is None,
     "deletionPolicy": _deletion_policy,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from memory_operator.api.common import (
     CRON_PATTERN,
@@ -20,7 +20,10 @@ from memory_operator.api.common import (
     cel,
     immutable,
     immutable_when_set,
+    list_map,
+    rules,
 )
+from memory_operator.api.pods import LocalObjectReference, PodSettings, metadata_keys_checked
 from memory_operator.images import DEFAULT_QDRANT_IMAGE
 
 KIND = "MemoryStore"
@@ -62,7 +65,9 @@ class SnapshotStorageSpec(ApiModel):
 class CollectionSpec(ApiModel):
     """The Qdrant collection that holds the memories."""
 
-    model_config = ConfigDict(json_schema_extra=immutable("name"))
+    # Qdrant cannot rename a collection or change its shard count in place; the replication factor and
+    # on-disk storage it can change, and the operator applies them to the live collection.
+    model_config = ConfigDict(json_schema_extra=rules(immutable("name"), immutable("shardNumber")))
 
     name: str = Field(default="memories", pattern=r"^[a-zA-Z0-9_-]{1,255}$")
     """Collection name. Immutable: renaming would orphan every memory. The `openmemory` flavor ignores it
@@ -72,7 +77,7 @@ class CollectionSpec(ApiModel):
     replication_factor: int = Field(default=1, ge=1, le=16)
     """Copies of each shard across nodes; 2 or more keeps data available while a node restarts."""
     shard_number: int = Field(default=1, ge=1, le=256)
-    """Number of shards the collection is split into."""
+    """Number of shards the collection is split into. Immutable: Qdrant cannot reshard a collection."""
 
 
 class VectorStoreSpec(ApiModel):
@@ -90,6 +95,9 @@ class VectorStoreSpec(ApiModel):
     """The collection that holds the memories."""
     snapshots: SnapshotStorageSpec = Field(default_factory=SnapshotStorageSpec)
     """Room for the snapshots of backups and restores on each node."""
+    pod: PodSettings | None = None
+    """Scheduling (node selector, tolerations, affinity, spread, priority), labels and annotations of
+    the Qdrant pods."""
 
 
 class ServerFlavor(StrEnum):
@@ -159,14 +167,6 @@ class ServerConfigSpec(ApiModel):
         return self
 
 
-class ServerSpec(ApiModel):
-    """The memory API server agents talk to."""
-
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            "self.flavor != 'openmemory' || self.replicas <= 1",
-            "the openmemory flavor keeps state in SQLite and runs at most 1 replica",
-            ".replicas",
 # A browser origin as CORS compares it: scheme, host and optional port, no path; or `*` (any).
 ORIGIN_PATTERN = r"^(\*|https?://[^/\s?#]+)$"
 
@@ -181,6 +181,14 @@ class CorsSpec(ApiModel):
     any page, which then still needs an API key."""
 
 
+class ServerSpec(ApiModel):
+    """The memory API server agents talk to."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "self.flavor != 'openmemory' || self.replicas <= 1",
+            "the openmemory flavor keeps state in SQLite and runs at most 1 replica",
+            ".replicas",
         )
     )
 
@@ -204,6 +212,12 @@ class CorsSpec(ApiModel):
     config: ServerConfigSpec | None = None
     """Custom categories, instructions and default expirations of the `builtin` flavor (its config file);
     the `openmemory` flavor ignores it."""
+    cors: CorsSpec | None = None
+    """Browser origins allowed to call the `builtin` server (e.g. OpenMemory's UI); CORS is off when
+    unset. The `openmemory` flavor ignores it."""
+    pod: PodSettings | None = None
+    """Scheduling (node selector, tolerations, affinity, spread, priority), labels and annotations of
+    the server pods."""
 
     @model_validator(mode="after")
     def _openmemory_is_single_replica(self) -> ServerSpec:
@@ -212,12 +226,6 @@ class CorsSpec(ApiModel):
         return self
 
 
-    cors: CorsSpec | None = None
-    """Browser origins allowed to call the `builtin` server (e.g. OpenMemory's UI); CORS is off when
-    unset. The `openmemory` flavor ignores it."""
-    pod: PodSettings | None = None
-    """Scheduling (node selector, tolerations, affinity, spread, priority), labels and annotations of
-    the server pods."""
 class AuthSpec(ApiModel):
     """API keys that clients present to the memory server and the server presents to Qdrant."""
 
@@ -251,8 +259,10 @@ class S3Destination(ApiModel):
     """Endpoint URL of an S3-compatible service; AWS when unset."""
     region: str | None = Field(default=None, max_length=63)
     """Region of the bucket."""
-    credentials_secret: ObjectName
-    """Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`."""
+    credentials_secret: ObjectName | None = None
+    """Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`. Unset, the jobs take the AWS SDK's
+    own credentials: those of their ServiceAccount (IRSA, EKS Pod Identity, GKE Workload Identity
+    through `jobs.serviceAccount.annotations`) or of the node."""
 
 
 class BackupDestination(ApiModel):
@@ -312,6 +322,38 @@ class BootstrapSpec(ApiModel):
     """Restore the collections of a completed backup before the server starts."""
 
 
+def _default_job_resources() -> ResourceRequirements:
+    # Limits on both, so that namespaces whose ResourceQuota demands them admit the jobs.
+    return ResourceRequirements(
+        requests={"cpu": "50m", "memory": "128Mi"}, limits={"cpu": "1", "memory": "512Mi"}
+    )
+
+
+class JobServiceAccountSpec(ApiModel):
+    """The ServiceAccount the store's jobs run as, `<store>-jobs`, which the operator creates."""
+
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations of the ServiceAccount, e.g. `eks.amazonaws.com/role-arn` (IRSA) or
+    `iam.gke.io/gcp-service-account` (Workload Identity), so that S3 backups need no static keys."""
+
+    @field_validator("annotations")
+    @classmethod
+    def _keys_are_annotation_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        return metadata_keys_checked(value)
+
+
+class JobsSpec(ApiModel):
+    """The store's expiration, backup, restore and collection jobs."""
+
+    resources: ResourceRequirements = Field(default_factory=_default_job_resources)
+    """Compute resources of each job's container."""
+    pod: PodSettings | None = None
+    """Scheduling (node selector, tolerations, affinity, spread, priority), labels and annotations of
+    the job pods."""
+    service_account: JobServiceAccountSpec = Field(default_factory=JobServiceAccountSpec)
+    """The jobs' ServiceAccount."""
+
+
 class DeletionPolicy(StrEnum):
     Retain = "Retain"
     Delete = "Delete"
@@ -338,6 +380,11 @@ class MemoryStoreSpec(ApiModel):
     """On deletion, `Retain` keeps volumes and backups for later adoption; `Delete` removes them."""
     paused: bool = False
     """Stop reconciling: children are left exactly as they are."""
+    jobs: JobsSpec = Field(default_factory=JobsSpec)
+    """Resources, placement and identity of the store's jobs."""
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list, max_length=16)
+    """Secrets of the store's namespace to pull every image of the store with (Qdrant, the server, the
+    jobs), after those the operator adds to every store."""
 
 
 Phase = Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused"]
@@ -383,7 +430,7 @@ class MemoryStoreStatus(ApiModel):
 
     phase: Phase = "Pending"
     """Summary of the store's state."""
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=list_map("type"))
     """`Ready` and one condition per component."""
     observed_generation: int | None = None
     """The `metadata.generation` last reconciled."""

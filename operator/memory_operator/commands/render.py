@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from memory_operator import images
+from memory_operator import deployment, images
 
 EXIT_INVALID = 2
 DEFAULT_NAMESPACE = "default"
@@ -58,6 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="namespace of the operator, whose pods the NetworkPolicy lets reach Qdrant (default: any)",
     )
+    deployment.add_arguments(parser, from_env=False)
 
 
 class InvalidInput(Exception):
@@ -193,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         job_image=args.job_image,
         job_service_account=args.job_service_account,
         operator_namespace=args.operator_namespace or None,
+        **deployment.render_settings(args),
     )
     manifests = render_documents(found, settings, with_secrets=not args.no_secrets)
     sys.stdout.write(yaml.safe_dump_all(manifests, sort_keys=False, explicit_start=True))

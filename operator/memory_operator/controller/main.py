@@ -7,7 +7,7 @@ import logging
 import secrets
 from typing import Any
 
-from memory_operator import env
+from memory_operator import deployment, env
 from memory_operator.controller.settings import Options
 
 
@@ -56,6 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=env.get("MEMORY_OPERATOR_NAMESPACE"),
         help="the operator's own namespace (env MEMORY_OPERATOR_NAMESPACE)",
     )
+    deployment.add_arguments(parser, from_env=True)
     parser.add_argument("--log-format", choices=["json", "plain"], default="plain", help="log line format")
     parser.add_argument("--verbose", action="store_true", help="log more")
     # Tests shorten the drift-repair interval; production keeps the default.
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         job_image=options.job_image or DEFAULT_JOB_IMAGE,
         job_service_account=options.job_service_account,
         operator_namespace=options.operator_namespace,
+        **deployment.render_settings(args),
     )
     registry = kopf.OperatorRegistry()
     register_all(

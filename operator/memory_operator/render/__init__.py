@@ -16,8 +16,10 @@ from memory_operator.api.store import MemoryStore, ServerFlavor
 from memory_operator.render import backup, disruption, expiration, names, network, openmemory, qdrant, server
 from memory_operator.render import credentials as credentials_
 from memory_operator.render.credentials import Credentials
+from memory_operator.render.meta import Images
+from memory_operator.render.network import Scraper
 
-__all__ = ["Credentials", "Directives", "RenderSettings", "names", "render_store"]
+__all__ = ["Credentials", "Directives", "RenderSettings", "Scraper", "names", "render_store"]
 
 
 def _default_operator_pod_labels() -> Mapping[str, str]:
@@ -36,6 +38,22 @@ class RenderSettings:
     """Namespace of the operator's pods; the NetworkPolicy lets them reach Qdrant (any namespace if unset)."""
     operator_pod_labels: Mapping[str, str] = field(default_factory=_default_operator_pod_labels)
     """Labels of the operator's pods."""
+    image_registry: str | None = None
+    """Registry every default image is pulled from (Qdrant, both server flavors, the jobs); images a
+    store or `job_image` names in full are used as given."""
+    image_pull_secrets: Sequence[str] = ()
+    """Secrets every store's pods pull their images with, before the store's own."""
+    metrics_scraper: Scraper | None = None
+    """The pods (a Prometheus) that the Qdrant NetworkPolicies let reach Qdrant's `/metrics`."""
+
+    @property
+    def images(self) -> Images:
+        return Images(registry=self.image_registry, pull_secrets=tuple(self.image_pull_secrets))
+
+    @property
+    def jobs_image(self) -> str:
+        """The jobs' image: `job_image`, or the default moved to the registry."""
+        return self.images.default_or_given(self.job_image, images.DEFAULT_JOB_IMAGE)
 
 
 @dataclass(frozen=True)
@@ -92,20 +110,26 @@ def render_store(
     manifests: list[dict[str, Any]] = []
     if credentials is not None:
         manifests += credentials_.render(store, credentials)
-    manifests += qdrant.render(store)
+    pulled = settings.images
+    manifests += qdrant.render(store, pulled)
     if store.spec.server.flavor == ServerFlavor.openmemory:
-        manifests += openmemory.render(store, directives.hold_server)
+        manifests += openmemory.render(store, directives.hold_server, pulled)
     else:
-        manifests += server.render(store, directives.hold_server)
-    manifests += network.render(store, settings.operator_namespace, settings.operator_pod_labels)
+        manifests += server.render(store, directives.hold_server, pulled)
+    manifests += network.render(
+        store, settings.operator_namespace, settings.operator_pod_labels, settings.metrics_scraper
+    )
     manifests += disruption.render(store)
-    manifests += expiration.render(store, list(policies), settings.job_image, settings.job_service_account)
+    manifests += expiration.render(
+        store, list(policies), settings.jobs_image, settings.job_service_account, pulled
+    )
     manifests += backup.render(
         store,
-        settings.job_image,
+        settings.jobs_image,
         settings.job_service_account,
         backups=directives.backups,
         restore=directives.restore,
         restore_attempt=directives.restore_attempt,
+        images=pulled,
     )
     return _in_apply_order(manifests)

@@ -38,10 +38,13 @@ def destination_env(store: MemoryStore, destination: BackupDestination) -> list[
             variables.append(meta.env_value(env.BACKUP_S3_ENDPOINT, s3.endpoint))
         if s3.region:
             variables.append(meta.env_value(env.BACKUP_S3_REGION, s3.region))
-        variables += [
-            meta.env_secret("AWS_ACCESS_KEY_ID", s3.credentials_secret, "AWS_ACCESS_KEY_ID"),
-            meta.env_secret("AWS_SECRET_ACCESS_KEY", s3.credentials_secret, "AWS_SECRET_ACCESS_KEY"),
-        ]
+        if s3.credentials_secret:
+            variables += [
+                meta.env_secret("AWS_ACCESS_KEY_ID", s3.credentials_secret, "AWS_ACCESS_KEY_ID"),
+                meta.env_secret("AWS_SECRET_ACCESS_KEY", s3.credentials_secret, "AWS_SECRET_ACCESS_KEY"),
+            ]
+        # Otherwise the AWS SDK finds credentials itself: the ServiceAccount's web identity token
+        # (IRSA, injected by EKS), EKS Pod Identity, or the node's role.
         return variables
     return [
         meta.env_value(env.BACKUP_DIR, env.BACKUP_MOUNT_PATH),
@@ -94,7 +97,13 @@ def claim(store: MemoryStore) -> Manifest | None:
     }
 
 
-def backup_job(store: MemoryStore, backup_name: str, image: str, service_account: str) -> Manifest | None:
+def backup_job(
+    store: MemoryStore,
+    backup_name: str,
+    image: str,
+    service_account: str,
+    images: meta.Images = meta.NO_IMAGES,
+) -> Manifest | None:
     """The Job taking MemoryBackup `backup_name` of the store, to its `spec.backup.destination`.
 
     `None` without `spec.backup` (no destination). The controller runs one at a time per store; the Job
@@ -110,9 +119,11 @@ def backup_job(store: MemoryStore, backup_name: str, image: str, service_account
         *retention_env(backup),
     ]
     args = ["backup", "--store", store.metadata.name, "--backup", backup_name]
-    container = jobs.container("backup", image, args, variables, mounts)
+    container = jobs.container("backup", image, args, variables, mounts, store)
     job_labels = {**_labels(store), labels.BACKUP: backup_name}
-    template = jobs.pod_template(job_labels, service_account, container, volumes, needs_api=True)
+    template = jobs.pod_template(
+        job_labels, service_account, container, volumes, needs_api=True, store=store, images=images
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -131,7 +142,11 @@ def backup_job(store: MemoryStore, backup_name: str, image: str, service_account
 
 
 def restore_job(
-    store: MemoryStore, image: str, service_account: str, attempt: str | None = None
+    store: MemoryStore,
+    image: str,
+    service_account: str,
+    attempt: str | None = None,
+    images: meta.Images = meta.NO_IMAGES,
 ) -> Manifest | None:
     """The Job restoring `bootstrap.fromBackup`; the controller runs it before starting the server.
 
@@ -149,10 +164,12 @@ def restore_job(
         volumes, mounts = destination_volumes(store, store.spec.backup.destination)
         variables += destination_env(store, store.spec.backup.destination)
     args = ["restore", "--store", store.metadata.name, "--backup", bootstrap.from_backup.name]
-    container = jobs.container("restore", image, args, variables, mounts)
+    container = jobs.container("restore", image, args, variables, mounts, store)
     pod_labels = _labels(store)
     # It reads the MemoryBackup's status to find the snapshots.
-    template = jobs.pod_template(pod_labels, service_account, container, volumes, needs_api=True)
+    template = jobs.pod_template(
+        pod_labels, service_account, container, volumes, needs_api=True, store=store, images=images
+    )
     # On the Job only: its pod template is immutable, and the controller watches Jobs, not pods.
     metadata: dict[str, Any] = {
         "name": names.restore_job_name(store),
@@ -183,6 +200,7 @@ def render(
     backups: Sequence[str] = (),
     restore: bool = False,
     restore_attempt: str | None = None,
+    images: meta.Images = meta.NO_IMAGES,
 ) -> list[Manifest]:
     """The backup claim, the Jobs of `backups` (MemoryBackups to take now) and, when `restore`, the
     restore Job."""
@@ -191,11 +209,11 @@ def render(
     if backup_claim is not None:
         manifests.append(backup_claim)
     for name in backups:
-        job = backup_job(store, name, image, service_account)
+        job = backup_job(store, name, image, service_account, images)
         if job is not None:
             manifests.append(job)
     if restore:
-        job = restore_job(store, image, service_account, restore_attempt)
+        job = restore_job(store, image, service_account, restore_attempt, images)
         if job is not None:
             manifests.append(job)
     return manifests

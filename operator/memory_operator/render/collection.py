@@ -87,12 +87,16 @@ def _env(store: MemoryStore) -> list[dict[str, Any]]:
     ]
 
 
-def collection_job(store: MemoryStore, image: str, service_account: str) -> Manifest:
+def collection_job(
+    store: MemoryStore, image: str, service_account: str, images: meta.Images = meta.NO_IMAGES
+) -> Manifest:
     """The Job making the store's collection as specified (pure: the same store, the same Job)."""
     labels = meta.labels(store, meta.JOBS, COMPONENT, **{SETTINGS_LABEL: settings_digest(store)})
-    container = jobs.container(CONTAINER, image, ["collection"], _env(store), [])
+    container = jobs.container(CONTAINER, image, ["collection"], _env(store), [], store)
     # It talks to Qdrant only.
-    template = jobs.pod_template(labels, service_account, container, [], needs_api=False)
+    template = jobs.pod_template(
+        labels, service_account, container, [], needs_api=False, store=store, images=images
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -36,7 +36,13 @@ def configmap(store: MemoryStore, policy: MemoryPolicy) -> Manifest:
     }
 
 
-def cronjob(store: MemoryStore, policy: MemoryPolicy, image: str, service_account: str) -> Manifest:
+def cronjob(
+    store: MemoryStore,
+    policy: MemoryPolicy,
+    image: str,
+    service_account: str,
+    images: meta.Images = meta.NO_IMAGES,
+) -> Manifest:
     config = configmap(store, policy)
     args = ["expire", "--policy-file", env.POLICY_PATH]
     if policy.spec.dry_run:
@@ -49,7 +55,12 @@ def cronjob(store: MemoryStore, policy: MemoryPolicy, image: str, service_accoun
         meta.env_value(env.POLICY_FILE, env.POLICY_PATH),
     ]
     container = jobs.container(
-        "expire", image, args, variables, [{"name": "policy", "mountPath": env.CONFIG_DIR, "readOnly": True}]
+        "expire",
+        image,
+        args,
+        variables,
+        [{"name": "policy", "mountPath": env.CONFIG_DIR, "readOnly": True}],
+        store,
     )
     job_labels = _labels(store, policy)
     template = jobs.pod_template(
@@ -60,6 +71,8 @@ def cronjob(store: MemoryStore, policy: MemoryPolicy, image: str, service_accoun
         # It talks to Qdrant and the server only.
         needs_api=False,
         annotations={labels.CONFIG_CHECKSUM: meta.checksum(config["data"])},
+        store=store,
+        images=images,
     )
     job = jobs.job_spec(
         template,
@@ -76,11 +89,15 @@ def cronjob(store: MemoryStore, policy: MemoryPolicy, image: str, service_accoun
 
 
 def render(
-    store: MemoryStore, policies: list[MemoryPolicy], image: str, service_account: str
+    store: MemoryStore,
+    policies: list[MemoryPolicy],
+    image: str,
+    service_account: str,
+    images: meta.Images = meta.NO_IMAGES,
 ) -> list[Manifest]:
     manifests: list[Manifest] = []
     for policy in sorted(policies, key=lambda p: p.metadata.name):
         if policy.spec.suspend:
             continue
-        manifests += [configmap(store, policy), cronjob(store, policy, image, service_account)]
+        manifests += [configmap(store, policy), cronjob(store, policy, image, service_account, images)]
     return manifests

@@ -1,11 +1,13 @@
-"""What the expiration, backup and restore jobs share: pod shape, identity and environment."""
+"""What the expiration, backup, restore and collection jobs share: pod shape, identity, placement and
+environment, and the ServiceAccount they run as."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from memory_operator import env
-from memory_operator.api.store import MemoryStore
+from memory_operator import labels as labels_
+from memory_operator.api.store import JobsSpec, MemoryStore
 from memory_operator.render import meta, names, server
 from memory_operator.render.meta import Manifest
 
@@ -24,13 +26,20 @@ def identity_env(store: MemoryStore) -> list[dict[str, Any]]:
     ]
 
 
+# The jobs' resources when no store is given (`JobsSpec.resources`' default).
+DEFAULT_RESOURCES = JobsSpec().resources
+
+
 def container(
     name: str,
     image: str,
     args: list[str],
     variables: list[dict[str, Any]],
     mounts: list[dict[str, Any]],
+    store: MemoryStore | None = None,
 ) -> dict[str, Any]:
+    """A job's container, with the store's `jobs.resources`."""
+    resources = store.spec.jobs.resources if store is not None else DEFAULT_RESOURCES
     return {
         "name": name,
         "image": image,
@@ -41,7 +50,7 @@ def container(
             meta.env_value("HOME", env.SCRATCH_DIR),
             meta.env_value("PYTHONDONTWRITEBYTECODE", "1"),
         ],
-        "resources": meta.JOB_RESOURCES,
+        "resources": meta.resources(resources),
         "volumeMounts": [*mounts, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": meta.container_security_context(),
         # The job's summary (JSON) goes to the termination log, where the controller reads it.
@@ -58,22 +67,34 @@ def pod_template(
     *,
     needs_api: bool,
     annotations: dict[str, str] | None = None,
+    store: MemoryStore | None = None,
+    images: meta.Images = meta.NO_IMAGES,
 ) -> dict[str, Any]:
-    template_meta: dict[str, Any] = {"labels": labels}
-    if annotations:
-        template_meta["annotations"] = annotations
-    return {
-        "metadata": template_meta,
-        "spec": {
-            "restartPolicy": "Never",
-            "serviceAccountName": service_account,
-            "automountServiceAccountToken": needs_api,
-            "enableServiceLinks": False,
-            "securityContext": meta.pod_security_context(meta.OPERATOR_UID),
-            "containers": [job_container],
-            "volumes": [*volumes, meta.empty_dir("tmp", "1Gi")],
-        },
+    """A job's pod template; with `store`, placed and labelled as its `jobs.pod` says, and pulling with
+    the operator's and the store's pull secrets."""
+    pod = store.spec.jobs.pod if store is not None else None
+    spec = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account,
+        "automountServiceAccountToken": needs_api,
+        "enableServiceLinks": False,
+        "securityContext": meta.pod_security_context(meta.OPERATOR_UID),
+        "containers": [job_container],
+        "volumes": [*volumes, meta.empty_dir("tmp", "1Gi")],
     }
+    pull = meta.pull_secrets(store, images) if store is not None else []
+    # Spread constraints count the pods of the same job kind (the component label) of the store.
+    selector = {k: v for k, v in labels.items() if k in JOB_SELECTOR_KEYS}
+    return {
+        "metadata": meta.pod_metadata(labels, pod, annotations),
+        "spec": meta.placed(spec, pod, selector, pull),
+    }
+
+
+# Labels of a job pod that say which store and which kind of job it is.
+JOB_SELECTOR_KEYS = frozenset(
+    {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component", labels_.STORE}
+)
 
 
 # Exit code 1 is a run that failed and said why in its summary (a missing backup, a checksum mismatch,
@@ -139,3 +160,21 @@ def server_env(store: MemoryStore) -> list[dict[str, Any]]:
         meta.env_value(env.SERVER_URL, names.server_url(store)),
         server.client_key_env(store)[0],
     ]
+
+
+def service_account(store: MemoryStore) -> Manifest:
+    """The ServiceAccount the store's jobs run as, `<store>-jobs`: no API token is mounted from it, and
+    its annotations (`jobs.serviceAccount.annotations`) give the jobs a cloud identity (IRSA, Workload
+    Identity) for S3 backups without static keys."""
+    manifest: Manifest = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": meta.metadata(
+            store, names.jobs_service_account_name(store), meta.JOBS, meta.JOBS_COMPONENT
+        ),
+        "automountServiceAccountToken": False,
+    }
+    annotations = store.spec.jobs.service_account.annotations
+    if annotations:
+        manifest["metadata"]["annotations"] = dict(sorted(annotations.items()))
+    return manifest

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from memory_operator import images as images_
 from memory_operator import labels as labels_
 from memory_operator.api.common import ResourceRequirements, SecretKeyRef
+from memory_operator.api.pods import PodSettings
 from memory_operator.api.store import MemoryStore
 
 Manifest = dict[str, Any]
@@ -27,16 +30,38 @@ EXPIRATION = "expiration"
 BACKUP = "backup"
 CREDENTIALS = "credentials"
 NETWORK = "network"
+JOBS_COMPONENT = "jobs"
 
 # Numeric ids: Qdrant's `-unprivileged` image runs as 1000, the operator's image as 10001.
 QDRANT_UID = 1000
 OPERATOR_UID = 10001
 
-# Small fixed resources of the expiration and backup jobs.
-JOB_RESOURCES: dict[str, Any] = {
-    "requests": {"cpu": "50m", "memory": "128Mi"},
-    "limits": {"memory": "512Mi"},
-}
+
+@dataclass(frozen=True)
+class Images:
+    """Where the operator's deployment says images come from, for every store."""
+
+    registry: str | None = None
+    """Registry the default images are pulled from instead of their own (`images.relocate`)."""
+    pull_secrets: Sequence[str] = ()
+    """Secrets every pod pulls its image with, before the store's own `imagePullSecrets`."""
+
+    def default_or_given(self, image: str | None, default: str) -> str:
+        """The image a store names, or its default from the registry. An image equal to the default
+        counts as the default: the API server writes `vectorStore.image`'s default into every store."""
+        if image and image != default:
+            return image
+        return images_.relocate(default, self.registry)
+
+
+# Default images from their own registries, no pull secret (a frozen, shareable default).
+NO_IMAGES = Images()
+
+
+def pull_secrets(store: MemoryStore, images: Images) -> list[dict[str, str]]:
+    """`imagePullSecrets` of the store's pods: the operator's, then the store's, each once."""
+    wanted = [*images.pull_secrets, *(ref.name for ref in store.spec.image_pull_secrets)]
+    return [{"name": name} for name in dict.fromkeys(wanted)]
 
 
 def selector_labels(store: MemoryStore, name: str, component: str) -> dict[str, str]:
@@ -138,3 +163,63 @@ def service_port(name: str, port: int) -> dict[str, Any]:
 
 def container_port(name: str, port: int) -> dict[str, Any]:
     return {"name": name, "containerPort": port, "protocol": "TCP"}
+
+
+def pod_metadata(
+    own_labels: Mapping[str, str], pod: PodSettings | None, own_annotations: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A pod template's metadata: the spec's labels and annotations under the operator's, which win
+    (selectors and checksums must hold whatever the spec says)."""
+    extra_labels = pod.labels if pod is not None else {}
+    extra_annotations = pod.annotations if pod is not None else {}
+    result: dict[str, Any] = {"labels": {**extra_labels, **own_labels}}
+    annotations = {**extra_annotations, **(own_annotations or {})}
+    if annotations:
+        result["annotations"] = annotations
+    return result
+
+
+def _spread(pod: PodSettings, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The spec's spread constraints, counting the component's own pods where they name none."""
+    constraints = []
+    for constraint in pod.topology_spread_constraints:
+        rendered = constraint.wire()
+        rendered.setdefault("labelSelector", {"matchLabels": dict(selector)})
+        if not rendered.get("matchLabelKeys"):
+            rendered.pop("matchLabelKeys", None)
+        constraints.append(rendered)
+    return constraints
+
+
+def _affinity(pod: PodSettings, default: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The spec's affinity; the operator's default parts (Qdrant's spreading over hosts) stay where the
+    spec sets no part of the same kind."""
+    return {**(default or {}), **(pod.affinity or {})}
+
+
+def placed(
+    spec: dict[str, Any],
+    pod: PodSettings | None,
+    selector: Mapping[str, str],
+    pull: Sequence[Mapping[str, str]],
+    default_affinity: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A pod spec with the pull secrets and the spec's placement added. Nothing set, nothing added: a
+    store that sets none of it renders as before, so an operator upgrade rolls no pod."""
+    result = dict(spec)
+    if pull:
+        result["imagePullSecrets"] = [dict(secret) for secret in pull]
+    affinity = _affinity(pod, default_affinity) if pod is not None else dict(default_affinity or {})
+    if affinity:
+        result["affinity"] = affinity
+    if pod is None:
+        return result
+    if pod.node_selector:
+        result["nodeSelector"] = dict(sorted(pod.node_selector.items()))
+    if pod.tolerations:
+        result["tolerations"] = [t.wire() for t in pod.tolerations]
+    if pod.topology_spread_constraints:
+        result["topologySpreadConstraints"] = _spread(pod, selector)
+    if pod.priority_class_name:
+        result["priorityClassName"] = pod.priority_class_name
+    return result

@@ -114,6 +114,11 @@ def backup_job_name(backup: str) -> str:
     return f"{backup[:45].rstrip('-')}-{digest}-backup"
 
 
+def jobs_service_account_name(store: MemoryStore) -> str:
+    """The ServiceAccount of the store's jobs."""
+    return _child(store, "jobs")
+
+
 def backup_claim_name(store: MemoryStore) -> str:
     """The claim backups go to: the user's, or `<store>-backups` that the operator creates."""
     backup = store.spec.backup

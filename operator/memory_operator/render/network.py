@@ -1,12 +1,15 @@
 """NetworkPolicies: who may reach Qdrant, and (for the unauthenticated openmemory flavor) the server.
 
 Qdrant's REST and gRPC ports accept this store's server and job pods and the operator; its cluster port,
-and its REST port, accept the store's other Qdrant nodes. Egress is left open (model providers, S3).
+and its REST port, accept the store's other Qdrant nodes; its REST port, where `/metrics` is, accepts
+the metrics scraper the operator's deployment names (a Prometheus). Egress is left open (model
+providers, S3).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from memory_operator import env, labels
@@ -16,6 +19,22 @@ from memory_operator.render.meta import Manifest
 
 # Components of the store's job pods (restore jobs carry the backup component).
 JOB_COMPONENTS = [meta.BACKUP, meta.EXPIRATION, collection.COMPONENT]
+
+
+@dataclass(frozen=True)
+class Scraper:
+    """The pods that scrape Qdrant's `/metrics` (a Prometheus), by their namespace's and their own labels.
+
+    Empty labels select every namespace, or every pod of the selected namespaces."""
+
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+
+    def peer(self) -> dict[str, Any]:
+        return {
+            "namespaceSelector": {"matchLabels": dict(sorted(self.namespace_labels.items()))},
+            "podSelector": {"matchLabels": dict(sorted(self.pod_labels.items()))},
+        }
 
 
 def _ports(*ports: int) -> list[dict[str, Any]]:
@@ -48,9 +67,12 @@ def job_peer(store: MemoryStore) -> dict[str, Any]:
 
 
 def qdrant_policy(
-    store: MemoryStore, operator_namespace: str | None, operator_pod_labels: Mapping[str, str]
+    store: MemoryStore,
+    operator_namespace: str | None,
+    operator_pod_labels: Mapping[str, str],
+    scraper: Scraper | None = None,
 ) -> Manifest:
-    return {
+    policy: Manifest = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": meta.metadata(store, names.qdrant_network_policy_name(store), meta.QDRANT, meta.NETWORK),
@@ -75,6 +97,11 @@ def qdrant_policy(
             ],
         },
     }
+    if scraper is not None:
+        # Qdrant serves `/metrics` on its REST port only: the scraper reaches that port (and, for the
+        # openmemory flavor, whose Qdrant has no API key, the API on it too).
+        policy["spec"]["ingress"].append({"from": [scraper.peer()], "ports": _ports(env.QDRANT_HTTP_PORT)})
+    return policy
 
 
 def server_policy(
@@ -99,10 +126,13 @@ def server_policy(
 
 
 def render(
-    store: MemoryStore, operator_namespace: str | None, operator_pod_labels: Mapping[str, str]
+    store: MemoryStore,
+    operator_namespace: str | None,
+    operator_pod_labels: Mapping[str, str],
+    scraper: Scraper | None = None,
 ) -> list[Manifest]:
     """The builtin server authenticates every request, so agents of any namespace may reach it."""
-    policies = [qdrant_policy(store, operator_namespace, operator_pod_labels)]
+    policies = [qdrant_policy(store, operator_namespace, operator_pod_labels, scraper)]
     if store.spec.server.flavor == ServerFlavor.openmemory:
         policies.append(server_policy(store, operator_namespace, operator_pod_labels))
     return policies

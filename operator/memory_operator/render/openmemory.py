@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from memory_operator import env, images
+from memory_operator import env
 from memory_operator.api.common import SecretKeyRef
 from memory_operator.api.store import MemoryStore, ModelProviderSpec
+from memory_operator.images import DEFAULT_OPENMEMORY_IMAGE
 from memory_operator.render import meta, names
 from memory_operator.render.meta import Manifest
 
@@ -68,11 +69,11 @@ def _env(store: MemoryStore) -> list[dict[str, Any]]:
     return variables
 
 
-def _container(store: MemoryStore) -> dict[str, Any]:
+def _container(store: MemoryStore, images: meta.Images) -> dict[str, Any]:
     server = store.spec.server
     return {
         "name": "openmemory",
-        "image": server.image or images.DEFAULT_OPENMEMORY_IMAGE,
+        "image": images.default_or_given(server.image, DEFAULT_OPENMEMORY_IMAGE),
         "imagePullPolicy": "IfNotPresent",
         "ports": [meta.container_port("http", env.SERVER_PORT)],
         "env": _env(store),
@@ -89,7 +90,7 @@ def _container(store: MemoryStore) -> dict[str, Any]:
     }
 
 
-def deployment(store: MemoryStore, held: bool = False) -> Manifest:
+def deployment(store: MemoryStore, held: bool = False, images: meta.Images = meta.NO_IMAGES) -> Manifest:
     """The OpenMemory Deployment; `held` runs no replica (the store is being restored)."""
     return {
         "apiVersion": "apps/v1",
@@ -103,20 +104,29 @@ def deployment(store: MemoryStore, held: bool = False) -> Manifest:
             "selector": {"matchLabels": selector(store)},
             "strategy": {"type": "Recreate"},
             "template": {
-                "metadata": {"labels": meta.labels(store, meta.SERVER, meta.SERVER_COMPONENT)},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": meta.pod_security_context(meta.OPERATOR_UID),
-                    "containers": [_container(store)],
-                    "volumes": [
-                        {
-                            "name": "data",
-                            "persistentVolumeClaim": {"claimName": names.openmemory_data_claim_name(store)},
-                        },
-                        meta.empty_dir("tmp", "1Gi"),
-                    ],
-                },
+                "metadata": meta.pod_metadata(
+                    meta.labels(store, meta.SERVER, meta.SERVER_COMPONENT), store.spec.server.pod
+                ),
+                "spec": meta.placed(
+                    {
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "securityContext": meta.pod_security_context(meta.OPERATOR_UID),
+                        "containers": [_container(store, images)],
+                        "volumes": [
+                            {
+                                "name": "data",
+                                "persistentVolumeClaim": {
+                                    "claimName": names.openmemory_data_claim_name(store)
+                                },
+                            },
+                            meta.empty_dir("tmp", "1Gi"),
+                        ],
+                    },
+                    store.spec.server.pod,
+                    selector(store),
+                    meta.pull_secrets(store, images),
+                ),
             },
         },
     }
@@ -140,5 +150,5 @@ def data_claim(store: MemoryStore) -> Manifest:
     }
 
 
-def render(store: MemoryStore, held: bool = False) -> list[Manifest]:
-    return [data_claim(store), service(store), deployment(store, held)]
+def render(store: MemoryStore, held: bool = False, images: meta.Images = meta.NO_IMAGES) -> list[Manifest]:
+    return [data_claim(store), service(store), deployment(store, held, images)]

@@ -16,6 +16,7 @@ from typing import Any
 
 from memory_operator import env
 from memory_operator.api.store import MemoryStore, ServerFlavor
+from memory_operator.images import DEFAULT_QDRANT_IMAGE
 from memory_operator.render import meta, names
 from memory_operator.render.credentials import QDRANT_KEY
 from memory_operator.render.meta import Manifest
@@ -98,7 +99,7 @@ def _env(store: MemoryStore) -> list[dict[str, Any]]:
     return variables
 
 
-def _container(store: MemoryStore) -> dict[str, Any]:
+def _container(store: MemoryStore, images: meta.Images) -> dict[str, Any]:
     vector = store.spec.vector_store
     ports = [
         meta.container_port("http", env.QDRANT_HTTP_PORT),
@@ -106,7 +107,7 @@ def _container(store: MemoryStore) -> dict[str, Any]:
     ]
     container: dict[str, Any] = {
         "name": "qdrant",
-        "image": vector.image,
+        "image": images.default_or_given(vector.image, DEFAULT_QDRANT_IMAGE),
         "imagePullPolicy": "IfNotPresent",
     }
     if is_distributed(store):
@@ -205,22 +206,28 @@ def snapshots_volume(store: MemoryStore) -> dict[str, Any]:
     }
 
 
-def statefulset(store: MemoryStore) -> Manifest:
+def statefulset(store: MemoryStore, images: meta.Images = meta.NO_IMAGES) -> Manifest:
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": meta.pod_security_context(meta.QDRANT_UID),
         # Qdrant flushes its write-ahead log on SIGTERM; give it time.
         "terminationGracePeriodSeconds": 60,
-        "containers": [_container(store)],
+        "containers": [_container(store, images)],
         "volumes": [
             snapshots_volume(store),
             meta.empty_dir("init", "1Mi"),
             meta.empty_dir("tmp", "1Gi"),
         ],
     }
-    if is_distributed(store):
-        pod_spec["affinity"] = _affinity(store)
+    pod = store.spec.vector_store.pod
+    pod_spec = meta.placed(
+        pod_spec,
+        pod,
+        selector(store),
+        meta.pull_secrets(store, images),
+        default_affinity=_affinity(store) if is_distributed(store) else None,
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -236,7 +243,7 @@ def statefulset(store: MemoryStore) -> Manifest:
             "selector": {"matchLabels": selector(store)},
             # The controller deletes the claims itself, and only under deletionPolicy Delete.
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-            "template": {"metadata": {"labels": pod_labels(store)}, "spec": pod_spec},
+            "template": {"metadata": meta.pod_metadata(pod_labels(store), pod), "spec": pod_spec},
             "volumeClaimTemplates": [_volume_claim_template(store)],
         },
     }
@@ -282,6 +289,6 @@ def headless_service(store: MemoryStore) -> Manifest:
     }
 
 
-def render(store: MemoryStore) -> list[Manifest]:
+def render(store: MemoryStore, images: meta.Images = meta.NO_IMAGES) -> list[Manifest]:
     """Services first, so the StatefulSet's pods resolve their peers from the start."""
-    return [headless_service(store), service(store), statefulset(store)]
+    return [headless_service(store), service(store), statefulset(store, images)]

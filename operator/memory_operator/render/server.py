@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from memory_operator import env, images, labels
+from memory_operator import env, labels
+from memory_operator import images as images_
 from memory_operator.api.store import MemoryStore, ModelProviderSpec
 from memory_operator.render import meta, names
 from memory_operator.render.credentials import QDRANT_KEY
@@ -118,13 +119,13 @@ def _env(store: MemoryStore) -> list[dict[str, Any]]:
     ]
     if store.spec.server.config is not None:
         variables.append(meta.env_value(env.SERVER_CONFIG_FILE, env.SERVER_CONFIG_PATH))
-    return variables
     if store.spec.server.cors is not None:
         origins = ",".join(store.spec.server.cors.allowed_origins)
         variables.append(meta.env_value(env.CORS_ALLOWED_ORIGINS, origins))
+    return variables
 
 
-def _container(store: MemoryStore) -> dict[str, Any]:
+def _container(store: MemoryStore, images: meta.Images) -> dict[str, Any]:
     server = store.spec.server
     mounts: list[dict[str, Any]] = [
         {"name": "scratch", "mountPath": env.SCRATCH_DIR},
@@ -134,7 +135,7 @@ def _container(store: MemoryStore) -> dict[str, Any]:
         mounts.append({"name": CONFIG_VOLUME, "mountPath": env.CONFIG_DIR, "readOnly": True})
     return {
         "name": "server",
-        "image": server.image or images.DEFAULT_BUILTIN_SERVER_IMAGE,
+        "image": images.default_or_given(server.image, images_.DEFAULT_BUILTIN_SERVER_IMAGE),
         "imagePullPolicy": "IfNotPresent",
         "args": ["server", "--port", str(env.SERVER_PORT)],
         # `http` serves the API and the (authenticated) Prometheus metrics at /metrics.
@@ -159,11 +160,11 @@ def _container(store: MemoryStore) -> dict[str, Any]:
 
 
 def _pod_metadata(store: MemoryStore, config: Manifest | None) -> dict[str, Any]:
-    result: dict[str, Any] = {"labels": pod_labels(store)}
+    annotations = {}
     if config is not None:
         # A config change must roll the pods: they read the file once, at start.
-        result["annotations"] = {labels.CONFIG_CHECKSUM: meta.checksum(config["data"])}
-    return result
+        annotations[labels.CONFIG_CHECKSUM] = meta.checksum(config["data"])
+    return meta.pod_metadata(pod_labels(store), store.spec.server.pod, annotations)
 
 
 def _volumes(config: Manifest | None) -> list[dict[str, Any]]:
@@ -173,7 +174,7 @@ def _volumes(config: Manifest | None) -> list[dict[str, Any]]:
     return volumes
 
 
-def deployment(store: MemoryStore, held: bool = False) -> Manifest:
+def deployment(store: MemoryStore, held: bool = False, images: meta.Images = meta.NO_IMAGES) -> Manifest:
     """The server's Deployment; `held` runs no replica (the store is being restored)."""
     config = config_map(store)
     return {
@@ -189,13 +190,18 @@ def deployment(store: MemoryStore, held: bool = False) -> Manifest:
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 "metadata": _pod_metadata(store, config),
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": meta.pod_security_context(meta.OPERATOR_UID),
-                    "containers": [_container(store)],
-                    "volumes": _volumes(config),
-                },
+                "spec": meta.placed(
+                    {
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "securityContext": meta.pod_security_context(meta.OPERATOR_UID),
+                        "containers": [_container(store, images)],
+                        "volumes": _volumes(config),
+                    },
+                    store.spec.server.pod,
+                    selector(store),
+                    meta.pull_secrets(store, images),
+                ),
             },
         },
     }
@@ -216,6 +222,6 @@ def service(store: MemoryStore) -> Manifest:
     }
 
 
-def render(store: MemoryStore, held: bool = False) -> list[Manifest]:
+def render(store: MemoryStore, held: bool = False, images: meta.Images = meta.NO_IMAGES) -> list[Manifest]:
     config = config_map(store)
-    return [*([config] if config is not None else []), service(store), deployment(store, held)]
+    return [*([config] if config is not None else []), service(store), deployment(store, held, images)]
