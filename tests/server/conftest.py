@@ -65,6 +65,7 @@ class ServerThread:
         stream_idle_seconds: float = STREAM_IDLE_SECONDS,
         cors_origins: tuple[str, ...] = (),
         keys: ApiKeys | None = None,
+        max_sse_sessions: int = 256,
     ) -> None:
         self.port = free_port()
         app = create_app(
@@ -75,6 +76,7 @@ class ServerThread:
             host="127.0.0.1",
             stream_idle_seconds=stream_idle_seconds,
             cors_origins=cors_origins,
+            max_sse_sessions=max_sse_sessions,
         )
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,7 +14,12 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.sse import sse_client
 
-from .conftest import API_KEY, READ_ONLY_KEY, LiveServer
+from memory_operator.server.app import ServiceSlot
+from memory_operator.server.build import build_service
+from memory_operator.server.config import ServerConfig
+from memory_operator.server.metrics import ServerMetrics
+
+from .conftest import API_KEY, READ_ONLY_KEY, LiveServer, ServerThread, local_settings, wait_until
 
 pytestmark = pytest.mark.slow
 OPENMEMORY_TOOLS = {
@@ -157,3 +163,24 @@ def test_no_path_is_redirected_to_another_user(server: LiveServer) -> None:
         httpx.get(f"{server.url}/api/v1/stats/", params={"user_id": "alice"}, headers=headers).status_code
         == 404
     )
+
+
+def test_open_sse_sessions_are_capped(tmp_path: Path, embedding_model: Any) -> None:
+    """Sessions hold a stream each: past the cap a new one gets 503 until one closes."""
+    metrics = ServerMetrics()
+    service = build_service(
+        local_settings(tmp_path), ServerConfig(), metrics, embedding_model=embedding_model
+    )
+    slot = ServiceSlot(build=lambda: service, service=service)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with ServerThread(slot, metrics, max_sse_sessions=1) as live, httpx.Client(timeout=30) as http:
+        url = f"{live.url}/mcp/cursor/sse/u"
+
+        def status() -> int:
+            with http.stream("GET", url, headers=headers) as response:
+                return response.status_code
+
+        with http.stream("GET", url, headers=headers) as first:
+            assert first.status_code == 200
+            assert status() == 503
+        wait_until(lambda: status() == 200, 30, "the session's slot to be free again")

@@ -27,6 +27,7 @@ from memory_operator.server.deps import (
 )
 from memory_operator.server.mcp_server import (
     HTTP_PATH,
+    MAX_SSE_SESSIONS,
     MESSAGES_PATH,
     SSE_MESSAGES_PATH,
     SSE_PATH,
@@ -97,6 +98,7 @@ def create_app(
     stream_idle_seconds: float = STREAM_IDLE_SECONDS,
     cors_origins: Sequence[str] = (),
     settings: ServerSettings | None = None,
+    max_sse_sessions: int = MAX_SSE_SESSIONS,
 ) -> FastAPI:
     """The whole server; `slot` builds the memory service in a thread when the app starts.
 
@@ -105,7 +107,7 @@ def create_app(
     origins = tuple(cors_origins)
     mcp = build_mcp(slot.get)
     mcp_manager = session_manager(mcp, host, max_body_bytes, origins)
-    sse = SseSessions(mcp, keys, host, max_body_bytes, origins)
+    sse = SseSessions(mcp, keys, host, max_body_bytes, origins, max_sse_sessions)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -155,7 +155,11 @@ def build_mcp(service: Callable[[], MemoryService]) -> MCPServer:
             service().record_access(found, client_name, "list")
             return found
 
-        return json.dumps([_summary(m) for m in await _run(listed)], indent=2)
+        # mem0's listing of a memory, as OpenMemory returned it: with its metadata and user.
+        items = [
+            {**_summary(m), "metadata": m.metadata or None, "user_id": m.user_id} for m in await _run(listed)
+        ]
+        return json.dumps(items, indent=2)
 
     @mcp.tool(description="Delete specific memories by their IDs")
     async def delete_memories(memory_ids: MemoryIds, ctx: Context) -> str:
