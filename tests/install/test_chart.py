@@ -256,7 +256,10 @@ def test_default_deployment_runs_the_operator_as_the_contract_says() -> None:
     spec = deployment(objects)["spec"]
     assert spec["replicas"] == 1
     # The replicas peer: the new pod of a rolling update waits beside the old one.
-    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = spec["template"]["spec"]
     operator = container(objects)
     app_version = chart_meta()["appVersion"]
@@ -311,7 +314,13 @@ def test_custom_image_and_scheduling_values_are_applied() -> None:
     for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
         assert pod[key] == values[key]
     assert operator["resources"] == values["resources"]
-    assert operator["args"] == ["run", "--all-namespaces", "--log-format=plain", "--peering=memops", "--verbose"]
+    assert operator["args"] == [
+        "run",
+        "--all-namespaces",
+        "--log-format=plain",
+        "--peering=memops",
+        "--verbose",
+    ]
     assert {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"} in operator["env"]
     assert pod["serviceAccountName"] == "memops-controller"
     assert deployment(objects)["metadata"]["name"] == "memops"
@@ -430,15 +439,22 @@ def test_service_monitor_scrapes_the_operator_metrics_service() -> None:
 def test_pod_monitors_scrape_servers_and_qdrant_with_the_stores_keys() -> None:
     objects = kinds(render(*MONITORING), "PodMonitor")
     monitors = {(m["metadata"]["namespace"], m["metadata"]["name"]): m for m in objects}
+    # the Secrets the operator generates for these stores, and the keys it puts in them
     expected = {
         ("team-a", "agents-memory-server"): (
             "memory-server",
             "agents",
-            "agents-credentials",
+            "agents-api-keys",
             "read-only-api-key",
         ),
-        ("team-b", "support-memory-server"): ("memory-server", "support", "support-keys", "metrics-key"),
-        ("team-a", "agents-qdrant"): ("qdrant", "agents", "agents-qdrant", "api-key"),
+        ("team-b", "support-memory-server"): (
+            "memory-server",
+            "support",
+            "support-api-keys",
+            "read-only-api-key",
+        ),
+        ("team-a", "agents-qdrant"): ("qdrant", "agents", "agents-qdrant-key", "api-key"),
+        ("team-b", "support-qdrant"): ("qdrant", "support", "support-qdrant-key", "api-key"),
     }
     assert set(monitors) == set(expected)
     for key, (app, store, secret, secret_key) in expected.items():
@@ -477,12 +493,15 @@ def test_prometheus_rule_alerts_on_the_operator_metrics() -> None:
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
         assert alert["expr"].count("(") == alert["expr"].count(")")
     assert 'memory_operator_stores{phase=~"Degraded|Failed"}' in alerts["MemoryStoreDegraded"]["expr"]
-    assert (
-        "memory_operator_backup_last_success_timestamp_seconds > 93600"
-        in alerts["MemoryStoreBackupMissing"]["expr"]
-    )
+    for metric in (
+        "memory_operator_backup_last_success_timestamp_seconds",
+        "memory_operator_backup_scheduled_since_timestamp_seconds",
+    ):
+        assert metric in alerts["MemoryStoreBackupMissing"]["expr"]  # tests/install/test_alerts.py runs it
     assert "memory_operator_expiration_runs_total" in alerts["MemoryPolicyExpirationFailing"]["expr"]
-    assert "memory_operator_reconciles_total" in alerts["MemoryOperatorReconcileErrors"]["expr"]
+    assert (
+        'memory_operator_reconciles_total{result="error"}' in alerts["MemoryOperatorReconcileErrors"]["expr"]
+    )
     assert (
         "memory_operator_reconcile_duration_seconds_bucket" in alerts["MemoryOperatorReconcileSlow"]["expr"]
     )

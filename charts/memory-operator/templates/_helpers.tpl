@@ -28,15 +28,53 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+A repository pulled from `imageRegistry` instead of its own registry: the first path component is
+replaced when it names a registry (it has a dot or a port, or is localhost), else the registry is put
+before it (a Docker Hub name). The operator moves the stores' default images by the same rule.
+*/}}
+{{- define "memory-operator.relocate" -}}
+{{- $repository := .repository -}}
+{{- with .registry -}}
+{{- $first := first (splitList "/" $repository) -}}
+{{- $path := $repository -}}
+{{- if and (contains "/" $repository) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- $path = join "/" (rest (splitList "/" $repository)) -}}
+{{- end -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $path -}}
+{{- end -}}
+{{- $repository -}}
+{{- end -}}
+
 {{- define "memory-operator.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $repository := include "memory-operator.relocate" (dict "repository" .Values.image.repository "registry" .Values.imageRegistry) -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
 {{/* The jobs run the operator's image unless told otherwise. */}}
 {{- define "memory-operator.jobImage" -}}
 {{- $repository := default .Values.image.repository .Values.jobs.image.repository -}}
+{{- $repository = include "memory-operator.relocate" (dict "repository" $repository "registry" .Values.imageRegistry) -}}
 {{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.jobs.image.tag -}}
 {{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
+
+{{/* `name,...` of a list of references, as the operator's pull secret flag takes it. */}}
+{{- define "memory-operator.names" -}}
+{{- $names := list -}}
+{{- range . -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- join "," $names -}}
+{{- end -}}
+
+{{/* `key=value,...` of a map, as the operator's selector flags take it. */}}
+{{- define "memory-operator.labelList" -}}
+{{- $pairs := list -}}
+{{- range $key, $value := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- join "," $pairs -}}
 {{- end -}}
 
 {{/* Namespaces that get the jobs' ServiceAccount and its role binding. */}}

@@ -377,7 +377,9 @@ class MemoryStoreSpec(ApiModel):
     bootstrap: BootstrapSpec | None = None
     """Restore a new store from a backup. Immutable: it can be neither added nor removed later."""
     deletion_policy: DeletionPolicy = DeletionPolicy.Retain
-    """On deletion, `Retain` keeps volumes and backups for later adoption; `Delete` removes them."""
+    """On deletion, `Retain` keeps volumes and backups for a later store of the same name; `Delete` deletes
+    the Qdrant volumes, the backup claim the operator made and the MemoryBackup objects (not the files in
+    an S3 bucket or on a claim named in `pvc.claimName`)."""
     paused: bool = False
     """Stop reconciling: children are left exactly as they are."""
     jobs: JobsSpec = Field(default_factory=JobsSpec)
