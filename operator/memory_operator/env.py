@@ -43,6 +43,8 @@ LLM_BASE_URL = "MEMORY_LLM_BASE_URL"
 SERVER_CONFIG_FILE = "MEMORY_SERVER_CONFIG_FILE"
 # Browser origins allowed to call the memory server (CORS), comma-separated; unset means none.
 CORS_ALLOWED_ORIGINS = "MEMORY_CORS_ALLOWED_ORIGINS"
+# The memory server's clients file (MemoryClients: key hashes, scopes, quotas), watched for changes.
+CLIENTS_FILE = "MEMORY_CLIENTS_FILE"
 # JSON file with a MemoryPolicy's spec, for the expiration job.
 POLICY_FILE = "MEMORY_POLICY_FILE"
 # Base URL of the memory server, for jobs that must go through its API (the openmemory flavor).
@@ -63,6 +65,9 @@ METRICS_PORT = 9090
 CONFIG_DIR = "/etc/memory-operator"
 SERVER_CONFIG_PATH = f"{CONFIG_DIR}/server.yaml"
 POLICY_PATH = f"{CONFIG_DIR}/policy.json"
+# The store's clients Secret, mounted whole (not by subPath) so that the kubelet updates it in place.
+CLIENTS_DIR = "/etc/memory-operator-clients"
+CLIENTS_PATH = f"{CLIENTS_DIR}/clients.json"
 # A writable scratch folder (the root file system is read-only): mem0's history DB, model caches.
 SCRATCH_DIR = "/tmp/memory-operator"
 TERMINATION_LOG = "/dev/termination-log"
@@ -87,5 +92,7 @@ BACKUP_DIR = "MEMORY_BACKUP_DIR"
 # Retention: completed backups kept at most, and the age (e.g. `30d`) beyond which they are pruned.
 BACKUP_MAX_COUNT = "MEMORY_BACKUP_MAX_COUNT"
 BACKUP_MAX_AGE = "MEMORY_BACKUP_MAX_AGE"
-# Restore: the store the backup was taken from, when it differs from the store being restored.
+# Restore: the store the backup was taken from, when it differs from the store being restored, and
+# where the backup is (its MemoryBackup's `status.location`), for a store without a destination.
 BACKUP_SOURCE_STORE = "MEMORY_BACKUP_SOURCE_STORE"
+BACKUP_LOCATION = "MEMORY_BACKUP_LOCATION"

@@ -21,8 +21,12 @@ POLICY = f"{PREFIX}/policy"
 BACKUP = f"{PREFIX}/backup"
 # On the restore Job: the MemoryBackup it restores.
 RESTORE = f"{PREFIX}/restore-from"
+# On the collection Job: a digest of the collection settings it applies.
+COLLECTION_SETTINGS = f"{PREFIX}/collection-settings"
 # On MemoryBackups the operator creates on the store's schedule.
 SCHEDULED = f"{PREFIX}/scheduled"
+# On a MemoryClient's Secret: the client's name.
+CLIENT = f"{PREFIX}/client"
 # On volumes and backups kept after their store was deleted (`deletionPolicy: Retain`): the store's name.
 RETAINED_FROM = f"{PREFIX}/retained-from"
 

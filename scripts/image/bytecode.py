@@ -7,7 +7,8 @@ for modules that nothing imports (transformers' hundreds of model families, torc
 corners). The image keeps bytecode for what its roles import: every module of memory_operator and, with
 the embedding model, what loading the model and embedding a sentence imports. Any other module still
 works; Python compiles it in memory when imported (the root file system is read-only, nothing is
-written). A module of memory_operator that cannot be imported fails the build. The bytecode is checked by hash of nothing (unchecked-hash): the image never changes a source.
+written). A module of memory_operator that cannot be imported fails the build. The bytecode is
+unchecked (unchecked-hash): the image never changes a source.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,9 +15,7 @@ from moto.server import ThreadedMotoServer
 
 from backup import fake_qdrant
 from backup.fake_qdrant import FakeQdrant
-from e2e.cluster import Client
 from memory_operator import cli, env
-from support.controlplane import ControlPlane
 
 API_KEY = "qdrant-test-key"
 STORE = "agents"
@@ -116,9 +113,8 @@ def role(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
 
 @pytest.fixture
 def base_env(monkeypatch: pytest.MonkeyPatch, qdrant: FakeQdrant) -> pytest.MonkeyPatch:
-    """The environment the operator renders for the backup and restore jobs of one single-node store
-    (in the namespace of the test API server's `kube`, when the test has one)."""
-    namespace = os.environ.get(env.STORE_NAMESPACE) or "team-a"
+    """The environment the operator renders for the backup and restore jobs of one single-node store."""
+    namespace = "team-a"
     for name in vars(env).values():
         if isinstance(name, str) and name.startswith("MEMORY_"):
             monkeypatch.delenv(name, raising=False)
@@ -145,26 +141,3 @@ def s3_env(base_env: pytest.MonkeyPatch, s3: Any, s3_server: str) -> Any:
     base_env.setenv(env.BACKUP_S3_ENDPOINT, s3_server)
     base_env.setenv(env.BACKUP_S3_REGION, "us-east-1")
     return s3
-
-
-class Kube(Client):
-    """The test API server as an administrator, with two namespaces of the test's own."""
-
-    a: str
-    b: str
-
-
-_NAMESPACES = iter(range(1, 10**6))
-
-
-@pytest.fixture
-def kube(api_server: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Kube:
-    """A real API server with the CRDs, reached through KUBECONFIG as outside a cluster."""
-    client = Kube(api_server)
-    number = next(_NAMESPACES)
-    client.a = client.namespace(f"team-a-{number}", restricted=False)
-    client.b = client.namespace(f"team-b-{number}", restricted=False)
-    monkeypatch.setenv("KUBECONFIG", str(api_server.admin_kubeconfig))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv(env.STORE_NAMESPACE, client.a)
-    return client

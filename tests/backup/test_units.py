@@ -7,9 +7,7 @@ import json
 
 import pytest
 
-from backup.conftest import STORE
 from memory_operator.api.backup import MemoryBackupStatus
-from memory_operator.backup.main import prunable_memory_backup
 from memory_operator.backup.restore import target_collection
 from memory_operator.backup.retention import CompletedBackup, backups_to_prune, parse_duration
 from memory_operator.backup.summary import TERMINATION_MESSAGE_LIMIT, fit
@@ -99,12 +97,3 @@ def test_restored_collections_follow_the_new_main_collection() -> None:
     assert target_collection("memories", "memories", "restored") == "restored"
     assert target_collection("memories_entities", "memories", "restored") == "restored_entities"
     assert target_collection("memories", "memories", "memories") == "memories"
-
-
-def test_only_the_stores_memory_backups_other_than_the_new_one_are_prunable() -> None:
-    ours = {"metadata": {"name": "day-3"}, "spec": {"storeRef": {"name": STORE}}}
-    assert prunable_memory_backup(ours, STORE, keep="today")
-    assert not prunable_memory_backup(ours, STORE, keep="day-3")
-    theirs = {"metadata": {"name": "day-3"}, "spec": {"storeRef": {"name": "other"}}}
-    assert not prunable_memory_backup(theirs, STORE, keep="today")
-    assert not prunable_memory_backup({"metadata": {"name": "day-3"}, "spec": {}}, STORE, keep="today")

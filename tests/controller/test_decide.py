@@ -74,14 +74,55 @@ def run(snap: Snapshot) -> decide.Decision:
     return decide.decide(snap, SETTINGS, KEYS, NOW)
 
 
+COLLECTION_DONE = '{"phase":"Completed","peers":1,"collections":[{"name":"memories","created":true}]}'
+
+
+def finished(job: dict[str, Any], message: str, succeeded: bool = True) -> tuple[dict[str, Any], list[Any]]:
+    """A Job finished, and its pod with the termination message."""
+    body = live(job)
+    body["status"]["conditions"] = [{"type": "Complete" if succeeded else "Failed", "status": "True"}]
+    pod = {
+        "status": {"containerStatuses": [{"state": {"terminated": {"message": message, "finishedAt": "T"}}}]}
+    }
+    return body, [pod]
+
+
+def settle(snap: Snapshot) -> Snapshot:
+    """Apply what the store wants, with the workloads ready and its Jobs done; once more for what their
+    end releases (the server held for the collection)."""
+    for _ in range(2):
+        decision = run(snap)
+        children = {(c["kind"], c["metadata"]["name"]): c for c in snap.children}
+        pods = dict(snap.job_pods)
+        for m in decision.apply:
+            if m["kind"] in ("StatefulSet", "Deployment"):
+                children[(m["kind"], m["metadata"]["name"])] = ready(m)
+            elif m["kind"] == "Job":
+                job, pods[m["metadata"]["name"]] = finished(m, COLLECTION_DONE)
+                children[("Job", m["metadata"]["name"])] = job
+            else:
+                children[(m["kind"], m["metadata"]["name"])] = live(m)
+        assert decision.status is not None
+        secrets = {
+            **snap.secrets,
+            **{c["metadata"]["name"]: c for c in children.values() if c["kind"] == "Secret"},
+        }
+        body = {**snap.body, "status": decision.status.wire()}
+        snap = Snapshot(
+            **{
+                **snap.__dict__,
+                "body": body,
+                "children": list(children.values()),
+                "secrets": secrets,
+                "job_pods": pods,
+            }
+        )
+    return snap
+
+
 def converged(body: dict[str, Any], **extra: Any) -> Snapshot:
-    """The store with every child it wants applied and ready, and its own Secrets."""
-    first = run(Snapshot(body=body, **extra))
-    children = [ready(m) if m["kind"] in ("StatefulSet", "Deployment") else live(m) for m in first.apply]
-    secrets = {m["metadata"]["name"]: live(m) for m in first.apply if m["kind"] == "Secret"}
-    assert first.status is not None
-    settled = {**body, "status": first.status.wire()}
-    return Snapshot(body=settled, children=children, secrets=secrets, **extra)
+    """The store with every child it wants applied and ready, its Jobs done and its own Secrets."""
+    return settle(Snapshot(body=body, **extra))
 
 
 def kinds(manifests: list[dict[str, Any]]) -> list[str]:
@@ -96,7 +137,9 @@ def test_a_new_store_gets_every_child_with_the_given_keys() -> None:
     assert all(m["metadata"]["ownerReferences"][0]["uid"] == "uid-mem" for m in decision.apply)
     qdrant_secret = next(m for m in decision.apply if m["metadata"]["name"] == "mem-qdrant-key")
     assert qdrant_secret["data"][labels.QDRANT_API_KEY]  # from KEYS, base64
-    assert decision.status is not None and decision.status.phase == "Pending"
+    # Nothing runs yet, and the server waits for its collection.
+    assert decision.status is not None and decision.status.phase == "Provisioning"
+    assert next(m for m in decision.apply if m["kind"] == "Deployment")["spec"]["replicas"] == 0
 
 
 def test_a_converged_store_writes_nothing() -> None:
@@ -221,8 +264,10 @@ def test_a_restore_holds_the_server_until_it_is_done() -> None:
     job = next(m for m in restoring.apply if m["kind"] == "Job")
     assert job["metadata"]["name"] == "mem-restore"
     done = run(Snapshot(body={**body, "status": {"restoredFrom": "b1"}}, backups=[]))
-    assert "Job" not in kinds(done.apply)
-    assert next(m for m in done.apply if m["kind"] == "Deployment")["spec"]["replicas"] == 1
+    # Restored: the collection Job comes next, and the server waits for it.
+    assert [m["metadata"]["name"] for m in done.apply if m["kind"] == "Job"] == [
+        "mem-collection-" + digest(body)
+    ]
 
 
 def test_volumes_and_backups_kept_from_a_deleted_store_are_taken_back() -> None:
@@ -301,3 +346,101 @@ def bare(manifest: dict[str, Any]) -> dict[str, Any]:
     if not meta["annotations"]:
         del meta["annotations"]
     return result
+
+
+def digest(body: dict[str, Any]) -> str:
+    from memory_operator.render import collection
+
+    return collection.settings_digest(MemoryStore.model_validate(body))
+
+
+def collection_job(decision: decide.Decision) -> dict[str, Any]:
+    return next(
+        m
+        for m in decision.apply
+        if m["kind"] == "Job" and labels.COLLECTION_SETTINGS in m["metadata"]["labels"]
+    )
+
+
+def test_a_new_store_serves_once_its_collection_is_made() -> None:
+    body = store_body()
+    first = run(Snapshot(body=body))
+    job = collection_job(first)
+    assert next(m for m in first.apply if m["kind"] == "Deployment")["spec"]["replicas"] == 0
+    done, pods = finished(job, COLLECTION_DONE)
+    snap = Snapshot(
+        body={**body, "status": first.status.wire()},
+        children=[done],
+        job_pods={job["metadata"]["name"]: pods},
+    )  # type: ignore[union-attr]
+    second = run(snap)
+    assert next(m for m in second.apply if m["kind"] == "Deployment")["spec"]["replicas"] == 1
+    assert second.status is not None
+    assert next(c for c in second.status.conditions if c.type == "CollectionReady").status == "True"
+
+
+def test_a_failed_collection_job_keeps_a_new_store_from_serving_and_says_why() -> None:
+    body = store_body()
+    job = collection_job(run(Snapshot(body=body)))
+    failure = '{"phase":"Failed","reason":"IncompatibleCollection","error":"vectors of size 768, not 384"}'
+    done, pods = finished(job, failure, succeeded=False)
+    decision = run(Snapshot(body=body, children=[done], job_pods={job["metadata"]["name"]: pods}))
+    assert next(m for m in decision.apply if m["kind"] == "Deployment")["spec"]["replicas"] == 0
+    assert [e.reason for e in decision.events] == ["IncompatibleCollection"]
+    assert "768" in decision.events[0].message
+
+
+def test_settings_qdrant_cannot_change_are_reported_and_the_server_keeps_serving() -> None:
+    snap = converged(store_body())
+    changed = store_body(vectorStore={"collection": {"onDisk": True}})
+    decision = run(Snapshot(**{**snap.__dict__, "body": {**changed, "status": snap.body["status"]}}))
+    new_job = collection_job(decision)
+    stale = [r.name for r in decision.delete]
+    assert stale and new_job["metadata"]["name"] not in stale
+    assert "Deployment" not in kinds(decision.apply)  # it keeps serving meanwhile
+    message = (
+        '{"phase":"Completed","collections":[{"name":"memories","notUpdatable":'
+        '[{"setting":"shardNumber","desired":"2","actual":"1"}]}]}'
+    )
+    done, pods = finished(new_job, message)
+    after = run(
+        Snapshot(
+            **{
+                **snap.__dict__,
+                "body": {**changed, "status": snap.body["status"]},
+                "children": [*snap.children, done],
+                "job_pods": {new_job["metadata"]["name"]: pods},
+            }
+        )
+    )
+    assert [e.reason for e in after.events] == ["SettingsNotApplied"]
+
+
+def test_a_store_that_served_before_the_collection_job_is_never_held() -> None:
+    """An operator upgrade brings the collection Job to stores that already serve: no downtime."""
+    snap = converged(store_body())
+    no_condition = {
+        **snap.body["status"],
+        "conditions": [c for c in snap.body["status"]["conditions"] if c["type"] != "CollectionReady"],
+    }
+    jobless = [c for c in snap.children if c["kind"] != "Job"]
+    decision = run(
+        Snapshot(**{**snap.__dict__, "body": {**snap.body, "status": no_condition}, "children": jobless})
+    )
+    assert "Deployment" not in kinds(decision.apply)
+    assert collection_job(decision)
+
+
+def test_the_backup_gauges_come_from_the_spec_and_the_backups() -> None:
+    """The backup-missing alert's inputs: a restarted operator has them again from the objects."""
+    done = backup_body("b1", "Completed")
+    done["status"]["stopTime"] = "2026-01-01T02:00:00Z"
+    since, last = run(
+        Snapshot(body=store_body(backup=BACKUP_SPEC), backups=[done, backup_body("b2", "Failed")])
+    ).backup_gauges
+    assert since == 1767225600.0 and last == 1767232800.0
+    assert run(Snapshot(body=store_body(backup={**BACKUP_SPEC, "suspend": True}))).backup_gauges == (
+        None,
+        None,
+    )
+    assert run(Snapshot(body=store_body())).backup_gauges == (None, None)

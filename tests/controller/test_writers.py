@@ -158,3 +158,16 @@ def test_no_backup_before_the_store_existed_while_one_runs_or_when_suspended() -
     running = [named("by-hand", phase="Running")]
     assert schedule.due_backup(s, running, at("2026-01-02T05:10:00Z")) is None
     assert schedule.due_backup(scheduled_store(suspend=True), [], at("2026-01-02T05:10:00Z")) is None
+
+
+def test_a_completed_backup_prunes_the_memory_backups_of_its_store_only() -> None:
+    done = backup("Completed")
+    done["status"]["pruned"] = ["old-1", "old-2", "other-store", "b1"]
+    others = [
+        {"metadata": {"name": "old-1"}, "spec": {"storeRef": {"name": "mem"}}},
+        {"metadata": {"name": "old-2"}, "spec": {"storeRef": {"name": "mem"}}},
+        {"metadata": {"name": "other-store"}, "spec": {"storeRef": {"name": "another"}}},
+        done,
+    ]
+    assert backups.pruned_backups(done, others) == ["old-1", "old-2"]
+    assert backups.pruned_backups(backup("Running"), others) == []

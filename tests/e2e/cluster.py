@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -118,22 +119,17 @@ class Client:
     def delete(self, kind: str, namespace: str | None, name: str) -> int:
         return self.http.delete(self.path(kind, namespace, name)).status_code
 
-    def namespace(self, name: str, restricted: bool = True) -> str:
-        """A namespace enforcing the restricted Pod Security Standard, with the jobs' ServiceAccount."""
+    def namespace(self, name: str, restricted: bool = True, manual_collection: bool = False) -> str:
+        """A namespace enforcing the restricted Pod Security Standard (the operator makes the rest);
+        `manual_collection`: its collection Jobs are the test's to finish."""
         labels = {"e2e": "true"}
+        if manual_collection:
+            labels[MANUAL_JOBS_LABEL] = "true"
         if restricted:
             for mode in ("enforce", "warn", "audit"):
                 labels[f"pod-security.kubernetes.io/{mode}"] = "restricted"
                 labels[f"pod-security.kubernetes.io/{mode}-version"] = "latest"
         self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
-        self.create(
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": {"name": "memory-operator-jobs", "namespace": name},
-                "automountServiceAccountToken": False,
-            }
-        )
         return name
 
 
@@ -262,6 +258,57 @@ class Jobs:
             return body if done else None
 
         return wait_for(finished, f"Job {job} finished")
+
+
+# The summary of a collection Job that made the store's collection, as the job writes it.
+COLLECTION_MADE = {"phase": "Completed", "peers": 1, "collections": [{"name": "memories", "created": True}]}
+# Namespaces labelled so run their collection Jobs by hand.
+MANUAL_JOBS_LABEL = "e2e-manual-collection"
+
+
+class CollectionJobs:
+    """Finishes every collection Job as if its command had made the collection: the stores of the
+    tests serve once theirs is made. A namespace labelled `MANUAL_JOBS_LABEL` is left to its test."""
+
+    def __init__(self, client: Client, jobs: Jobs) -> None:
+        self.client, self.jobs = client, jobs
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="collection-jobs", daemon=True)
+        self.finished: set[tuple[str, str]] = set()
+
+    def start(self) -> CollectionJobs:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self._finish_new()
+            except (httpx.HTTPError, AssertionError):
+                continue
+
+    def _finish_new(self) -> None:
+        manual = {n["metadata"]["name"] for n in self.client.list("Namespace", None, MANUAL_JOBS_LABEL)}
+        response = self.client.http.get(
+            "/apis/batch/v1/jobs", params={"labelSelector": "memory-operator.io/collection-settings"}
+        )
+        response.raise_for_status()
+        for job in response.json()["items"]:
+            key = (job["metadata"]["namespace"], job["metadata"]["name"])
+            if key in self.finished or key[0] in manual or (job.get("status") or {}).get("conditions"):
+                continue
+            running = [
+                p
+                for p in self.client.list("Pod", key[0], f"batch.kubernetes.io/job-name={key[1]}")
+                if (p.get("status") or {}).get("phase") == "Running"
+            ]
+            if running:
+                self.jobs.finish(key[0], key[1], COLLECTION_MADE)
+                self.finished.add(key)
 
 
 class OperatorProcess:

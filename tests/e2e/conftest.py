@@ -17,6 +17,7 @@ import pytest
 
 from e2e.cluster import (
     Client,
+    CollectionJobs,
     Jobs,
     OperatorProcess,
     forbidden,
@@ -46,6 +47,7 @@ class Cluster:
     jobs: Jobs
     qdrant: FakeCount
     tmp: Path
+    collections: CollectionJobs
 
     def kubectl(self, *args: str, check: bool = True) -> str:
         from e2e.cluster import KUBECTL
@@ -63,13 +65,18 @@ def cluster(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
     qdrant = FakeCount().start()
     env[QDRANT_URL_TEMPLATE_ENV] = qdrant.template
     operator = OperatorProcess(args, env, token_config, control_plane.logs / "operator.log").start()
+    jobs = Jobs(client, control_plane.admin_kubeconfig)
+    collections = CollectionJobs(client, jobs).start()
     try:
-        yield Cluster(
-            control_plane, client, operator, Jobs(client, control_plane.admin_kubeconfig), qdrant, tmp
-        )
+        yield Cluster(control_plane, client, operator, jobs, qdrant, tmp, collections)
     finally:
+        collections.stop()
         operator.stop()
         qdrant.stop()
+
+
+# The end-to-end test modules that ran in this session (test_zz_permissions needs them all).
+RAN: set[str] = set()
 
 
 @pytest.fixture(autouse=True)
@@ -79,6 +86,7 @@ def operator_never_forbidden(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     cluster: Cluster = request.getfixturevalue("cluster")
+    RAN.add(Path(str(request.node.path)).stem)
     since = time.time()
     yield
     # The last calls of the test may still be on their way into the log.

@@ -10,7 +10,7 @@ import pytest
 
 from e2e.cluster import store, wait_for
 from e2e.conftest import Cluster
-from e2e.test_backup import backup_store
+from e2e.test_backup import backup_phase, backup_store, memory_backup
 from e2e.test_store import claim_sizes, create_store, sts_replicas, wait_phase
 from memory_operator.render import names
 
@@ -26,12 +26,21 @@ def test_deletion_collects_children_and_keeps_or_deletes_volumes(cluster: Cluste
     claims = wait_for(lambda: (c := claim_sizes(cluster, ns)) and len(c) == 2 and c, "two claims")
     backup_claim = cluster.client.get("PersistentVolumeClaim", ns, names.backup_claim_name(s))
     assert backup_claim is not None and backup_claim["metadata"]["ownerReferences"][0]["uid"] == store_uid
+    # A finished backup of the store: kept with `Retain`, deleted with `Delete`.
+    cluster.client.create(memory_backup(ns, "bk", "bk-old"))
+    wait_for(lambda: backup_phase(cluster, ns, "bk-old") == "Running", "the backup running")
+    cluster.jobs.finish(
+        ns, names.backup_job_name("bk-old"), {"phase": "Failed", "error": "test"}, succeeded=False
+    )
+    wait_for(lambda: backup_phase(cluster, ns, "bk-old") == "Failed", "the backup finished")
     cluster.client.delete("MemoryStore", ns, "bk")
     wait_for(lambda: cluster.client.get("MemoryStore", ns, "bk") is None, "the store gone")
     # The garbage collector removes what the store owned.
     for kind in ("StatefulSet", "Deployment", "Service", "NetworkPolicy", "CronJob"):
         wait_for(lambda kind=kind: cluster.client.list(kind, ns) == [], f"every {kind} collected", timeout=90)
     if policy == "Retain":
+        kept = cluster.client.get("MemoryBackup", ns, "bk-old")
+        assert kept is not None and kept["metadata"]["labels"]["memory-operator.io/retained-from"] == "bk"
         for claim_name in claims:
             left = cluster.client.get("PersistentVolumeClaim", ns, claim_name)
             assert left is not None, claim_name
@@ -40,6 +49,7 @@ def test_deletion_collects_children_and_keeps_or_deletes_volumes(cluster: Cluste
             assert not left["metadata"].get("deletionTimestamp")
     else:
         wait_for(lambda: claim_sizes(cluster, ns) == {}, "every claim deleted", timeout=90)
+        wait_for(lambda: cluster.client.get("MemoryBackup", ns, "bk-old") is None, "the backup deleted")
 
 
 def test_deleting_a_namespace_with_stores_completes(cluster: Cluster) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from e2e.cluster import ApiError, audit_requests, audit_writes, condition, store, wait_for
 from e2e.conftest import Cluster
 from memory_operator.api.store import MemoryStore
-from memory_operator.render import Credentials, RenderSettings, names, render_store
+from memory_operator.render import Credentials, Directives, RenderSettings, names, render_store
 
 
 def model(body: dict[str, Any]) -> MemoryStore:
@@ -57,7 +58,7 @@ def test_store_gets_children_owned_by_it_and_becomes_ready(cluster: Cluster) -> 
     s = model(body)
     expected = {
         (m["kind"], m["metadata"]["name"])
-        for m in render_store(s, (), RenderSettings(), Credentials.generate())
+        for m in render_store(s, (), RenderSettings(), Credentials.generate(), Directives(collection=True))
     }
     selector = "app.kubernetes.io/managed-by=memory-operator,memory-operator.io/store=demo"
 
@@ -88,7 +89,9 @@ def test_store_gets_children_owned_by_it_and_becomes_ready(cluster: Cluster) -> 
         "vector-store",
         "server",
     }
-    assert all(p["status"]["phase"] == "Running" for p in pods)
+    # The collection Job's pod has finished; Qdrant's and the server's run.
+    serving = [p for p in pods if "batch.kubernetes.io/job-name" not in p["metadata"]["labels"]]
+    assert serving and all(p["status"]["phase"] == "Running" for p in serving)
     # Keys are never copied into status or Events.
     values = set(secret["data"].values())
     assert not any(v in str(ready["status"]) for v in values)
@@ -180,6 +183,27 @@ def test_replicas_and_storage_grow_but_storage_never_shrinks(cluster: Cluster) -
     wait_for(
         lambda: warning_events(cluster, ns, "MemoryStore", "demo", "StorageShrinkRefused"), "a Warning Event"
     )
+
+
+def test_children_no_longer_rendered_are_pruned(cluster: Cluster) -> None:
+    ns = cluster.client.namespace("prune")
+    s = create_store(cluster, store(ns, "demo", vectorStore={"replicas": 3}, server={"replicas": 2}))
+    budgets = {names.qdrant_disruption_budget_name(s), names.server_disruption_budget_name(s)}
+    wait_for(
+        lambda: {b["metadata"]["name"] for b in cluster.client.list("PodDisruptionBudget", ns)} == budgets,
+        "both disruption budgets",
+    )
+    cluster.client.patch(
+        "MemoryStore", ns, "demo", {"spec": {"vectorStore": {"replicas": 1}, "server": {"replicas": 1}}}
+    )
+    wait_for(lambda: cluster.client.list("PodDisruptionBudget", ns) == [], "the budgets pruned")
+    # The openmemory flavor has a NetworkPolicy of its own, which goes with it.
+    cluster.client.patch("MemoryStore", ns, "demo", {"spec": {"server": {"flavor": "openmemory"}}})
+    policy = names.server_network_policy_name(s)
+    wait_for(lambda: cluster.client.get("NetworkPolicy", ns, policy), "the server's NetworkPolicy")
+    cluster.client.patch("MemoryStore", ns, "demo", {"spec": {"server": {"flavor": "builtin"}}})
+    wait_for(lambda: cluster.client.get("NetworkPolicy", ns, policy) is None, "the NetworkPolicy pruned")
+    wait_phase(cluster, ns, "demo", "Ready")
 
 
 def test_replication_factor_above_replicas_fails_clearly(cluster: Cluster) -> None:
@@ -301,3 +325,50 @@ def test_memory_count_follows_qdrant_and_survives_its_failures(cluster: Cluster)
     cluster.qdrant.set(ns, "counted", 7)
     wait_for(lambda: memory_count(cluster, ns, "counted") == 7, "memoryCount 7")
     assert key not in cluster.plane.log_tail("operator", 10**8)
+
+
+def test_the_collection_is_made_as_specified_before_the_server_serves(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from backup.fake_qdrant import FakeQdrant
+    from e2e.cluster import run_job_command, secret_value
+    from memory_operator import env
+    from memory_operator.render import collection
+
+    ns = cluster.client.namespace("collection", manual_collection=True)
+    spec = {"collection": {"shardNumber": 2, "replicationFactor": 1, "onDisk": True}}
+    s = create_store(cluster, store(ns, "made", vectorStore=spec))
+    job_name = collection.job_name(s)
+    wait_for(lambda: cluster.client.get("Job", ns, job_name), "the collection Job")
+    deployment = wait_for(
+        lambda: cluster.client.get("Deployment", ns, names.server_deployment_name(s)), "the server"
+    )
+    assert deployment["spec"]["replicas"] == 0, "the server waits for its collection"
+
+    # The Job's command runs here with its pod's environment, against a Qdrant node.
+    secret = cluster.client.get("Secret", ns, names.qdrant_secret_name(s))
+    assert secret is not None
+    node = FakeQdrant(api_key=secret_value(secret, "api-key")).start()
+    try:
+        code, message = run_job_command(
+            cluster.client,
+            cluster.jobs.pod(ns, job_name),
+            tmp_path,
+            ["--wait-timeout", "10"],
+            overrides={env.QDRANT_URL: node.url, env.QDRANT_PEERS: node.url},
+        )
+        assert code == 0, message
+        params = node.cluster.collections["memories"].params
+        assert (params["shard_number"], params["replication_factor"]) == (2, 1)
+    finally:
+        node.stop()
+    cluster.jobs.finish(ns, job_name, message)
+    wait_for(
+        lambda: (
+            (cluster.client.get("Deployment", ns, names.server_deployment_name(s)) or {})["spec"]["replicas"]
+            == 1
+        ),
+        "the server released",
+    )
+    ready = wait_phase(cluster, ns, "made", "Ready")
+    assert condition(ready, "CollectionReady")["status"] == "True"

@@ -130,10 +130,11 @@ BACKUP_NAME = "mem-202501010200"
 
 
 def every_job(store: MemoryStore) -> Directives:
-    """Directives that add every Job the store can have: one backup's, and the restore's."""
+    """Directives that add every Job the store can have: one backup's, the restore's, the collection's."""
     return Directives(
         backups=(BACKUP_NAME,) if store.spec.backup is not None else (),
         restore=store.spec.bootstrap is not None,
+        collection=True,
         hold_server=store.spec.bootstrap is not None,
     )
 

@@ -12,6 +12,7 @@ import memory_operator
 from memory_operator import env, images, labels
 from memory_operator.labels import CONFIG_CHECKSUM as CONFIG_CHECKSUM_ANNOTATION
 from memory_operator.render import Directives, RenderSettings, names
+from memory_operator.render.backup import BackupSource
 from render.helpers import (
     BACKUP_NAME,
     CREDENTIALS,
@@ -78,14 +79,11 @@ def test_a_reported_failure_fails_the_job_at_once(representative: list[dict[str,
         assert spec["template"]["spec"]["restartPolicy"] == "Never"
 
 
-def test_api_token_only_where_the_api_is_used(representative: list[dict[str, Any]]) -> None:
+def test_no_pod_talks_to_the_kubernetes_api(representative: list[dict[str, Any]]) -> None:
+    """The server, Qdrant and every job work without a ServiceAccount token: none is mounted."""
     for manifest in representative:
         for spec in pod_specs(manifest):
-            component = manifest["metadata"]["labels"]["app.kubernetes.io/component"]
-            # Backup and restore jobs create and read MemoryBackups; nothing else talks to the API.
-            assert spec["automountServiceAccountToken"] is (component == "backup"), manifest["metadata"][
-                "name"
-            ]
+            assert spec["automountServiceAccountToken"] is False, manifest["metadata"]["name"]
 
 
 def test_every_child_carries_the_contract_labels(representative: list[dict[str, Any]]) -> None:
@@ -104,8 +102,10 @@ def test_every_child_carries_the_contract_labels(representative: list[dict[str, 
             "server",
             "expiration",
             "backup",
+            "collection",
             "credentials",
             "network",
+            "jobs",
         }
         assert "ownerReferences" not in meta, "the controller adds owners"
         for template in pod_templates(manifest):
@@ -509,7 +509,7 @@ def test_expiration_cronjob_per_policy() -> None:
     assert container["args"] == ["expire", "--policy-file", env.POLICY_PATH]
     assert container["terminationMessagePolicy"] == "File"
     assert container["image"] == SETTINGS.job_image
-    assert pod["serviceAccountName"] == "memory-operator-jobs"
+    assert pod["serviceAccountName"] == "mem-jobs"
     assert pod["restartPolicy"] == "Never"
     assert cronjob["metadata"]["labels"]["memory-operator.io/policy"] == "ttl"
     assert job["template"]["metadata"]["labels"]["memory-operator.io/policy"] == "ttl"
@@ -611,7 +611,7 @@ def test_backup_to_a_claim_the_operator_creates() -> None:
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/backups")
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     assert volume["persistentVolumeClaim"]["claimName"] == "mem-backups"
-    assert pod["serviceAccountName"] == "memory-operator-jobs"
+    assert pod["serviceAccountName"] == "mem-jobs"
 
 
 def test_backup_to_an_existing_claim() -> None:
@@ -657,18 +657,30 @@ def test_restore_job() -> None:
 
 
 def test_restore_without_a_destination() -> None:
-    job = one(render(REPRESENTATIVE_SPECS["restore-without-destination"]), "Job")
+    job = one(
+        render(REPRESENTATIVE_SPECS["restore-without-destination"]), "Job", names.restore_job_name(STORE)
+    )
     variables = env_of(job["spec"]["template"]["spec"]["containers"][0])
     assert not any(k.startswith("MEMORY_BACKUP_") for k in variables)
+    # The backup's store and location come from its MemoryBackup, through the operator.
+    source = BackupSource(store="agents-prod", location="s3://b/agents-prod/nightly-1/")
+    directives = Directives(restore=True, restore_source=source, hold_server=True)
+    job = one(render(REPRESENTATIVE_SPECS["restore-without-destination"], directives=directives), "Job")
+    variables = env_of(job["spec"]["template"]["spec"]["containers"][0])
+    assert variables[env.BACKUP_SOURCE_STORE] == "agents-prod"
+    assert variables[env.BACKUP_LOCATION] == "s3://b/agents-prod/nightly-1/"
 
 
-def test_settings_choose_the_job_image_and_account() -> None:
-    settings = RenderSettings(job_image="registry.example/op:7", job_service_account="jobs")
+def test_settings_choose_the_job_image_and_every_job_runs_as_the_stores_account() -> None:
+    settings = RenderSettings(job_image="registry.example/op:7")
+    jobs = 0
     for manifest in render(REPRESENTATIVE_SPECS["everything"], POLICIES, settings=settings):
         for spec in pod_specs(manifest):
             if manifest["metadata"]["labels"]["app.kubernetes.io/name"] == "memory-operator":
+                jobs += 1
                 assert spec["containers"][0]["image"] == "registry.example/op:7"
-                assert spec["serviceAccountName"] == "jobs"
+                assert spec["serviceAccountName"] == names.jobs_service_account_name(STORE)
+    assert jobs >= 2
 
 
 def test_credentials_never_in_plain_text() -> None:

@@ -207,7 +207,7 @@ def kubeconfig(server: str, ca: bytes, user: dict[str, Any], name: str = "test")
 class ControlPlane:
     """Starts the programs in order, waits for each to answer, stops all of them (even half-started)."""
 
-    def __init__(self, directory: Path, workloads: bool = True, node_pods: int = 250) -> None:
+    def __init__(self, directory: Path, workloads: bool = True, node_pods: int = 1000) -> None:
         """`workloads=False` starts etcd and the apiserver only: an API, no controllers, no node.
         `node_pods`: how many pods the fake node takes."""
         self.directory = directory

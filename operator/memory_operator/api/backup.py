@@ -62,6 +62,9 @@ class MemoryBackupStatus(ApiModel):
     """One snapshot per collection and node."""
     error: str | None = None
     """Why the backup failed."""
+    pruned: list[str] = Field(default_factory=list)
+    """Older backups of the store that this one's retention removed from the destination; the operator
+    deletes their MemoryBackups."""
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=list_map("type"))
     """`Ready` when completed."""
     observed_generation: int | None = None

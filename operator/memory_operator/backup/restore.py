@@ -1,8 +1,9 @@
 """`memory-operator restore`: recover a new store's collections from a completed backup, by Qdrant's rules.
 
-Runs as the restore Job of a store with `bootstrap.fromBackup`, before its memory server starts. Reads
-the MemoryBackup when the Kubernetes API allows (the store it was taken of, and its location for a store
-without a destination of its own), then the backup's manifest, and:
+Runs as the restore Job of a store with `bootstrap.fromBackup`, before its memory server starts. The
+operator gives it the store the backup was taken of and the backup's location (from the MemoryBackup;
+used by a store without a destination of its own): the job never talks to the Kubernetes API. It reads
+the backup's manifest, and:
 
 1. refuses a backup taken on another number of Qdrant nodes, or with another Qdrant minor version than
    the store runs (Qdrant snapshots are compatible within one minor version);
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from memory_operator import env
 
@@ -400,42 +401,6 @@ def restore(run: Restore) -> None:
         )
 
 
-def read_memory_backup(namespace: str | None, backup: str) -> dict[str, Any] | None:
-    """The MemoryBackup object, or `None` when the Kubernetes API is out of reach or it does not exist.
-
-    It tells which store the backup was taken of and where it is; the restore can do without (it then
-    looks for the backup in the destination), so any failure here is only logged.
-    """
-    if not namespace:
-        return None
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-
-    from memory_operator.api.backup import PLURAL
-    from memory_operator.api.common import GROUP, VERSION
-    from memory_operator.backup.main import load_kube_config
-
-    try:
-        load_kube_config()
-    except (config.ConfigException, OSError) as error:
-        logger.info("no Kubernetes API (%s): looking for backup %s in the destination", error, backup)
-        return None
-    try:
-        with client.ApiClient() as api_client:
-            found = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, backup, _request_timeout=30
-            )
-    except ApiException as error:
-        logger.warning(
-            "cannot read MemoryBackup %s/%s: HTTP %s %s", namespace, backup, error.status, error.reason
-        )
-        return None
-    except Exception as error:  # urllib3's connection errors: the API may simply not be reachable
-        logger.warning("cannot read MemoryBackup %s/%s: %s", namespace, backup, error)
-        return None
-    return dict(found)
-
-
 def _failure_reason(error: Exception) -> str:
     from memory_operator.api import restore as reasons
     from memory_operator.backup import settings
@@ -469,12 +434,9 @@ def run(args: argparse.Namespace) -> int:
     nodes: list[QdrantNode] = []
     try:
         api_key = env.get(env.QDRANT_API_KEY)
-        namespace = env.get(env.STORE_NAMESPACE)
-        memory_backup = read_memory_backup(namespace, args.backup) or {}
-        source_store = args.source_store or ((memory_backup.get("spec") or {}).get("storeRef") or {}).get(
-            "name"
-        )
-        location = (memory_backup.get("status") or {}).get("location")
+        # The operator gives the backup's store and location, from its MemoryBackup.
+        source_store = args.source_store
+        location = env.get(env.BACKUP_LOCATION)
         if settings.has_destination() or not (location and source_store):
             destination = settings.destination()
         else:

@@ -49,11 +49,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="image of the expiration, backup and restore jobs (default %(default)s)",
     )
     parser.add_argument(
-        "--job-service-account",
-        default="memory-operator-jobs",
-        help="ServiceAccount of the jobs (default %(default)s)",
-    )
-    parser.add_argument(
         "--operator-namespace",
         default=None,
         help="namespace of the operator, whose pods the NetworkPolicy lets reach Qdrant (default: any)",
@@ -158,7 +153,7 @@ def render_documents(
 ) -> list[dict[str, Any]]:
     """Every child manifest of every store, as the operator decides them from these objects alone."""
     from memory_operator.api import MemoryStore
-    from memory_operator.controller import decide
+    from memory_operator.controller import collection, decide
     from memory_operator.controller.snapshot import Snapshot
     from memory_operator.render import Credentials
 
@@ -171,9 +166,12 @@ def render_documents(
             backups=[b for b in found["MemoryBackup"] if b["metadata"]["namespace"] == namespace],
         )
         store = MemoryStore.model_validate(body)
-        restore = decide.restore_decision(store, snap, decide.previous_status(body))
+        previous = decide.previous_status(body)
+        restore = decide.restore_decision(store, snap, previous)
+        restoring = restore.held is not None or restore.run_job
+        made = collection.decide(store, snap, previous, restoring)
         keys = Credentials.generate() if with_secrets else None
-        manifests += decide.children_of(store, snap, settings, keys, restore)
+        manifests += decide.children_of(store, snap, settings, keys, restore, made)
     return manifests
 
 
@@ -192,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     settings = RenderSettings(
         job_image=args.job_image,
-        job_service_account=args.job_service_account,
         operator_namespace=args.operator_namespace or None,
         **deployment.render_settings(args),
     )

@@ -67,6 +67,23 @@ def backup_outcome(
     return BackupOutcome(new, [Event(backup, "BackupFailed", message)])
 
 
+def pruned_backups(backup: Mapping[str, Any], backups: Sequence[Mapping[str, Any]]) -> list[str]:
+    """MemoryBackups whose files this completed backup's retention removed: of the same store (a name
+    alone may be another store's), never itself."""
+    names_ = set((backup.get("status") or {}).get("pruned") or [])
+    if backup_phase(backup) != "Completed" or not names_:
+        return []
+    store = ((backup.get("spec") or {}).get("storeRef") or {}).get("name")
+    return sorted(
+        b["metadata"]["name"]
+        for b in backups
+        if b["metadata"]["name"] in names_
+        and b["metadata"]["name"] != backup["metadata"]["name"]
+        and ((b.get("spec") or {}).get("storeRef") or {}).get("name") == store
+        and not b["metadata"].get("deletionTimestamp")
+    )
+
+
 def store_problem(backup: Mapping[str, Any], store: Mapping[str, Any] | None) -> str | None:
     """Why the backup's store cannot take it, if it cannot."""
     namespace = backup["metadata"]["namespace"]

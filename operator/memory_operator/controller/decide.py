@@ -18,10 +18,20 @@ from memory_operator import labels
 from memory_operator.api.common import Condition
 from memory_operator.api.policy import MemoryPolicy
 from memory_operator.api.store import Endpoints, LastBackup, LastExpiration, MemoryStore, MemoryStoreStatus
-from memory_operator.controller import bootstrap, credentials, plan, results, status, validation
+from memory_operator.controller import (
+    bootstrap,
+    collection,
+    credentials,
+    grants,
+    plan,
+    results,
+    status,
+    validation,
+)
 from memory_operator.controller.snapshot import Snapshot
 from memory_operator.controller.validation import Problem
 from memory_operator.render import Credentials, Directives, RenderSettings, names, render_store
+from memory_operator.render.backup import BackupSource
 
 Manifest = dict[str, Any]
 FINISHED = ("Completed", "Failed")
@@ -54,6 +64,8 @@ class Decision:
     adopt: list[plan.ObjectRef] = field(default_factory=list)
     """Volumes and backups kept from a deleted store of this name, taken back."""
     events: list[Event] = field(default_factory=list)
+    backup_gauges: tuple[float | None, float | None] = (None, None)
+    """Since when backups are scheduled, and the last success (Unix times), for the metrics."""
 
     @property
     def phase(self) -> str | None:
@@ -79,8 +91,9 @@ def decide(snap: Snapshot, settings: RenderSettings, fresh: Credentials, now: st
     if keys.problem is not None:
         problems.insert(0, keys.problem)
     restore = restore_decision(store, snap, previous)
+    made = collection.decide(store, snap, previous, restoring=restore.held is not None or restore.run_job)
     policies = selecting_policies(store, snap.policies)
-    manifests = children_of(store, snap, settings, keys.credentials, restore)
+    manifests = children_of(store, snap, settings, keys.credentials, restore, made)
     desired = desired_children(snap, manifests)
     live_sts = snap.child("StatefulSet", names.qdrant_statefulset_name(store))
     claims = vector_claims(snap, [live_sts, *(m for m in desired if m["kind"] == "StatefulSet")])
@@ -88,10 +101,17 @@ def decide(snap: Snapshot, settings: RenderSettings, fresh: Credentials, now: st
     if problems or keys.credentials is None:
         return refuse(body, previous, problems, keys.problem, now)
     decision = changes(desired, snap, claims)
-    decision.delete = restore.delete
+    decision.delete = restore.delete + made.delete
     decision.adopt = retained(snap)
-    decision.status = store_status(store, snap, previous, decision, restore, keys.secret_name, policies, now)
-    decision.events = restore_events(body, previous, restore) + refusal_cleared(body, previous, decision)
+    decision.backup_gauges = backup_gauges(store, snap)
+    decision.status = store_status(
+        store, snap, previous, decision, restore, made, keys.secret_name, policies, now
+    )
+    decision.events = (
+        restore_events(body, previous, restore)
+        + collection_events(body, previous, made)
+        + refusal_cleared(body, previous, decision)
+    )
     return decision
 
 
@@ -186,13 +206,36 @@ def restore_decision(store: MemoryStore, snap: Snapshot, previous: MemoryStoreSt
     )
 
 
-def directives(store: MemoryStore, snap: Snapshot, restore: bootstrap.Bootstrap) -> Directives:
-    """What the operator runs beyond the spec: backup Jobs, the restore Job, a held server."""
+def directives(
+    store: MemoryStore, snap: Snapshot, restore: bootstrap.Bootstrap, made: collection.Collection
+) -> Directives:
+    """What the operator runs beyond the spec: the Jobs of backups, of a restore and of the collection,
+    and a server held until the restore and the collection are done."""
     return Directives(
         backups=backups_to_run(store, snap),
         restore=restore.run_job,
         restore_attempt=restore.attempt,
-        hold_server=restore.held is not None,
+        restore_source=restore_source(store, snap),
+        collection=made.run_job,
+        hold_server=restore.held is not None or made.hold_server,
+        clients=grants.store_grants(
+            store,
+            snap.clients,
+            snap.secrets,
+            has_clients_secret=snap.child("Secret", names.clients_secret_name(store)) is not None,
+        ),
+    )
+
+
+def restore_source(store: MemoryStore, snap: Snapshot) -> BackupSource:
+    """The store the backup to restore was taken of and its location, from its MemoryBackup."""
+    source = store.spec.bootstrap.from_backup if store.spec.bootstrap else None
+    backup = next((b for b in snap.backups if source and b["metadata"]["name"] == source.name), None)
+    if backup is None:
+        return BackupSource()
+    return BackupSource(
+        store=((backup.get("spec") or {}).get("storeRef") or {}).get("name"),
+        location=(backup.get("status") or {}).get("location"),
     )
 
 
@@ -229,11 +272,12 @@ def children_of(
     settings: RenderSettings,
     keys: Credentials | None,
     restore: bootstrap.Bootstrap,
+    made: collection.Collection,
 ) -> list[Manifest]:
     """What render/ makes of the store given what exists: exactly what `memory-operator render` prints
     for the same objects."""
     policies = selecting_policies(store, snap.policies)
-    return render_store(store, policies, settings, keys, directives(store, snap, restore))
+    return render_store(store, policies, settings, keys, directives(store, snap, restore, made))
 
 
 def desired_children(snap: Snapshot, manifests: Sequence[Manifest]) -> list[Manifest]:
@@ -287,13 +331,19 @@ def store_status(
     previous: MemoryStoreStatus,
     decision: Decision,
     restore: bootstrap.Bootstrap,
+    made: collection.Collection,
     credentials_secret: str,
     policies: Sequence[MemoryPolicy],
     now: str,
 ) -> MemoryStoreStatus:
     applying = {m["kind"] for m in decision.apply}
     spec = store.spec
-    server_replicas = 0 if restore.held is not None else spec.server.replicas
+    held = restore.held or (
+        status.Held("Provisioning", "CollectionNotReady", made.condition.message if made.condition else "")
+        if made.hold_server
+        else None
+    )
+    server_replicas = 0 if held is not None else spec.server.replicas
     seen = status.Observed(
         generation=store.metadata.generation,
         vector=status.workload(
@@ -315,10 +365,11 @@ def store_status(
             mcp=names.server_url(store) + "/mcp/{client}/http/{user_id}",
             qdrant=names.qdrant_url(store),
         ),
-        held=restore.held,
+        held=held,
         extra=[
             expiration_scheduled(policies, store.metadata.generation),
             *([restore.condition] if restore.condition else []),
+            *([made.condition] if made.condition else []),
             *backup_conditions(store, snap),
             *expiration_conditions(store, snap),
         ],
@@ -341,6 +392,26 @@ def expiration_scheduled(policies: Sequence[MemoryPolicy], generation: int | Non
     return status.condition(
         "ExpirationScheduled", False, "NoPolicy", "no MemoryPolicy selects this store", generation
     )
+
+
+def backup_gauges(store: MemoryStore, snap: Snapshot) -> tuple[float | None, float | None]:
+    """Since when the store's backups are scheduled (its creation; none when unscheduled), and when its
+    newest successful backup completed."""
+    backup = store.spec.backup
+    scheduled = backup is not None and not backup.suspend and store.metadata.creation_timestamp
+    since = _epoch(str(store.metadata.creation_timestamp)) if scheduled else None
+    completed = [
+        str(b["status"]["stopTime"])
+        for b in store_backups(store, snap.backups)
+        if backup_phase(b) == "Completed" and (b.get("status") or {}).get("stopTime")
+    ]
+    return since, (_epoch(max(completed)) if completed else None)
+
+
+def _epoch(timestamp: str) -> float:
+    import datetime
+
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 def last_backup(store: MemoryStore, snap: Snapshot) -> LastBackup | None:
@@ -406,6 +477,18 @@ def expiration_conditions(store: MemoryStore, snap: Snapshot) -> list[Condition]
         return [status.condition("ExpirationSucceeded", True, "Succeeded", message, None)]
     message = f"policy {policy} failed at {when}: {run.get('error')}"
     return [status.condition("ExpirationSucceeded", False, "RunFailed", message, None)]
+
+
+def collection_events(
+    body: Mapping[str, Any], previous: MemoryStoreStatus, made: collection.Collection
+) -> list[Event]:
+    """A Warning when the collection Job reports a new problem."""
+    if made.warning is None or made.condition is None:
+        return []
+    old = status.find(previous.conditions, collection.CONDITION)
+    if old is not None and old.message == made.condition.message:
+        return []
+    return [Event(body, made.condition.reason, made.warning)]
 
 
 def restore_events(

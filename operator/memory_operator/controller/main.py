@@ -47,11 +47,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="image of the expiration and backup jobs (env MEMORY_OPERATOR_JOB_IMAGE)",
     )
     parser.add_argument(
-        "--job-service-account",
-        default=env.get("MEMORY_OPERATOR_JOB_SERVICE_ACCOUNT", "memory-operator-jobs"),
-        help="service account of the jobs (env MEMORY_OPERATOR_JOB_SERVICE_ACCOUNT)",
-    )
-    parser.add_argument(
         "--operator-namespace",
         default=env.get("MEMORY_OPERATOR_NAMESPACE"),
         help="the operator's own namespace (env MEMORY_OPERATOR_NAMESPACE)",
@@ -122,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
     kube = Kube(client.ApiClient())
     render_settings = RenderSettings(
         job_image=options.job_image or DEFAULT_JOB_IMAGE,
-        job_service_account=options.job_service_account,
         operator_namespace=options.operator_namespace,
         **deployment.render_settings(args),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("memory_operator_reconciles_total", "Reconciles of MemoryStores, by result.", ["result"])
@@ -19,6 +21,12 @@ DRIFT_REPAIRS = Counter(
 BACKUP_LAST_SUCCESS = Gauge(
     "memory_operator_backup_last_success_timestamp_seconds",
     "Unix time of the last successful backup of a store.",
+    ["namespace", "store"],
+)
+BACKUP_SCHEDULED_SINCE = Gauge(
+    "memory_operator_backup_scheduled_since_timestamp_seconds",
+    "Unix time since when a store's backups are scheduled (its creation): with no successful backup "
+    "since, the backup-missing alert counts from it.",
     ["namespace", "store"],
 )
 EXPIRATION_RUNS = Counter(
@@ -51,6 +59,27 @@ class PhaseBook:
 
 
 PHASE_BOOK = PhaseBook()
+
+
+def record_backups(
+    namespace: str, store: str, scheduled_since: float | None, last_success: float | None
+) -> None:
+    """The store's backup gauges, from its spec and its MemoryBackups (so a restarted operator has
+    them again): unset when the store has no schedule, or is gone."""
+    labels = {"namespace": namespace, "store": store}
+    if scheduled_since is None:
+        _remove(BACKUP_SCHEDULED_SINCE, labels)
+    else:
+        BACKUP_SCHEDULED_SINCE.labels(**labels).set(scheduled_since)
+    if last_success is None:
+        _remove(BACKUP_LAST_SUCCESS, labels)
+    else:
+        BACKUP_LAST_SUCCESS.labels(**labels).set(last_success)
+
+
+def _remove(gauge: Gauge, labels: dict[str, str]) -> None:
+    with contextlib.suppress(KeyError):
+        gauge.remove(*labels.values())
 
 
 def serve(port: int, address: str) -> None:

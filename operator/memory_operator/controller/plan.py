@@ -25,9 +25,10 @@ from memory_operator import labels
 HASH_ANNOTATION = labels.APPLIED_HASH
 # Kinds the operator deletes when no longer rendered. PersistentVolumeClaims hold data and Secrets hold
 # keys that clients already use: those are never pruned.
-PRUNABLE_KINDS = frozenset(
-    {"ConfigMap", "Service", "StatefulSet", "Deployment", "CronJob", "NetworkPolicy", "PodDisruptionBudget"}
-)
+# Services, the server's Deployment and the jobs' ServiceAccount are rendered for as long as the store
+# lives, under names that never change: they are never pruned (controller/permissions.py grants no
+# delete for them).
+PRUNABLE_KINDS = frozenset({"ConfigMap", "StatefulSet", "CronJob", "NetworkPolicy", "PodDisruptionBudget"})
 
 
 @dataclass(frozen=True)

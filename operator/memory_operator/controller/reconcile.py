@@ -96,6 +96,7 @@ class Reconciler:
         snap = observe(cache, body)
         now = status.now_rfc3339()
         decision = decide.decide(snap, self.render_settings, self._fresh_keys(snap), now)
+        metrics.record_backups(namespace, name, *decision.backup_gauges)
         problem = await act.act(self.kube, namespace, decision, trigger)
         if problem is not None:
             decision = decide.refuse(body, decide.previous_status(body), [problem], None, now)
@@ -140,6 +141,7 @@ class Reconciler:
                     await self._release_one(resource, namespace, name, obj, policy, meta["uid"])
         self._fresh.pop(str(meta.get("uid")), None)
         metrics.PHASE_BOOK.record(namespace, name, None)
+        metrics.record_backups(namespace, name, None, None)
 
     async def _release_one(
         self, resource: Any, namespace: str, store: str, obj: Mapping[str, Any], policy: str, uid: str

@@ -102,4 +102,6 @@ def backup_result(
         status.error = status.error[:MAX_ERROR]
     wire = status.wire()
     wire.pop("conditions", None)
+    if not wire.get("pruned"):
+        wire.pop("pruned", None)
     return wire

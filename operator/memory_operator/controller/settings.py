@@ -28,7 +28,6 @@ class Options:
     metrics_port: int
     bind_address: str
     job_image: str | None
-    job_service_account: str
     operator_namespace: str | None
     log_format: str
     verbose: bool
@@ -49,7 +48,6 @@ class Options:
             metrics_port=int(args.metrics_port),
             bind_address=args.bind_address,
             job_image=args.job_image or None,
-            job_service_account=args.job_service_account,
             operator_namespace=args.operator_namespace or None,
             log_format=args.log_format,
             verbose=bool(args.verbose),

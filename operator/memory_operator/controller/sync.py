@@ -35,10 +35,10 @@ async def sync_backup(kube: Kube, cache: Cache, namespace: str, name: str) -> No
     )
     if outcome.status is not None:
         await kube.apply_status(BACKUP, namespace, name, outcome.status)
-    if outcome.completed_at is not None:
-        metrics.BACKUP_LAST_SUCCESS.labels(namespace=namespace, store=store_name).set(
-            _epoch(outcome.completed_at)
-        )
+    # Retention removed older backups' files: their MemoryBackups go too.
+    for pruned in backups.pruned_backups(backup, cache.backups(namespace)):
+        logger.info("deleting MemoryBackup %s/%s: its backup was pruned by %s", namespace, pruned, name)
+        await kube.delete(BACKUP, namespace, pruned)
     for event in outcome.events:
         post(event)
 

@@ -97,7 +97,7 @@ def referenced_secrets(store: MemoryStore) -> list[tuple[str, str | None, str]]:
             ref = model.api_key_secret_ref
             refs.append((ref.name, ref.key, f"spec.server.{field_name}.apiKeySecretRef"))
     backup = store.spec.backup
-    if backup is not None and backup.destination.s3 is not None:
+    if backup is not None and backup.destination.s3 is not None and backup.destination.s3.credentials_secret:
         refs.append(
             (backup.destination.s3.credentials_secret, None, "spec.backup.destination.s3.credentialsSecret")
         )

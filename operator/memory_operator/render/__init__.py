@@ -11,9 +11,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory_operator import images
+from memory_operator.api.client import ClientGrant
 from memory_operator.api.policy import MemoryPolicy
 from memory_operator.api.store import MemoryStore, ServerFlavor
-from memory_operator.render import backup, disruption, expiration, names, network, openmemory, qdrant, server
+from memory_operator.render import (
+    backup,
+    clients,
+    collection,
+    disruption,
+    expiration,
+    jobs,
+    names,
+    network,
+    openmemory,
+    qdrant,
+    server,
+)
 from memory_operator.render import credentials as credentials_
 from memory_operator.render.credentials import Credentials
 from memory_operator.render.meta import Images
@@ -32,8 +45,6 @@ class RenderSettings:
 
     job_image: str = images.DEFAULT_JOB_IMAGE
     """Image of the expiration, backup and restore jobs."""
-    job_service_account: str = "memory-operator-jobs"
-    """ServiceAccount of the jobs, present in every watched namespace."""
     operator_namespace: str | None = None
     """Namespace of the operator's pods; the NetworkPolicy lets them reach Qdrant (any namespace if unset)."""
     operator_pod_labels: Mapping[str, str] = field(default_factory=_default_operator_pod_labels)
@@ -70,13 +81,21 @@ class Directives:
     """Run the restore Job of `spec.bootstrap.fromBackup`."""
     restore_attempt: str | None = None
     """The `retry-restore` annotation value the restore Job answers."""
+    restore_source: backup.BackupSource = field(default_factory=backup.BackupSource)
+    """The store the backup was taken of and where it is, from its MemoryBackup."""
+    collection: bool = False
+    """Run the collection Job (the collection made, or brought to the spec's settings)."""
     hold_server: bool = False
-    """Run no server replica (until the restore has succeeded)."""
+    """Run no server replica (until the restore and the collection Job have succeeded)."""
+    clients: Sequence[ClientGrant] | None = None
+    """The MemoryClients the store's server admits (key hashes, scopes, quotas); None when the store
+    has never had one: no clients Secret, nothing mounted."""
 
 
 # Kinds in the order they are applied: what pods reference exists before the pods.
 APPLY_ORDER = [
     "Secret",
+    "ServiceAccount",
     "ConfigMap",
     "PersistentVolumeClaim",
     "Service",
@@ -110,26 +129,33 @@ def render_store(
     manifests: list[dict[str, Any]] = []
     if credentials is not None:
         manifests += credentials_.render(store, credentials)
+    # Every job of the store runs as the store's own jobs ServiceAccount, with no API token.
+    manifests.append(jobs.service_account(store))
+    jobs_account = names.jobs_service_account_name(store)
     pulled = settings.images
     manifests += qdrant.render(store, pulled)
     if store.spec.server.flavor == ServerFlavor.openmemory:
         manifests += openmemory.render(store, directives.hold_server, pulled)
     else:
-        manifests += server.render(store, directives.hold_server, pulled)
+        served = directives.clients is not None
+        manifests += server.render(store, directives.hold_server, pulled, clients=served)
+        if credentials is not None and directives.clients is not None:
+            manifests.append(clients.clients_secret(store, directives.clients))
     manifests += network.render(
         store, settings.operator_namespace, settings.operator_pod_labels, settings.metrics_scraper
     )
     manifests += disruption.render(store)
-    manifests += expiration.render(
-        store, list(policies), settings.jobs_image, settings.job_service_account, pulled
-    )
+    manifests += expiration.render(store, list(policies), settings.jobs_image, jobs_account, pulled)
     manifests += backup.render(
         store,
         settings.jobs_image,
-        settings.job_service_account,
+        jobs_account,
         backups=directives.backups,
         restore=directives.restore,
         restore_attempt=directives.restore_attempt,
+        restore_source=directives.restore_source,
         images=pulled,
     )
+    if directives.collection:
+        manifests.append(collection.collection_job(store, settings.jobs_image, jobs_account, pulled))
     return _in_apply_order(manifests)

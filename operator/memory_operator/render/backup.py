@@ -8,6 +8,7 @@ mode hold only the node's own shards, so it gets every node's URL.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from memory_operator import env, labels
@@ -122,7 +123,7 @@ def backup_job(
     container = jobs.container("backup", image, args, variables, mounts, store)
     job_labels = {**_labels(store), labels.BACKUP: backup_name}
     template = jobs.pod_template(
-        job_labels, service_account, container, volumes, needs_api=True, store=store, images=images
+        job_labels, service_account, container, volumes, needs_api=False, store=store, images=images
     )
     return {
         "apiVersion": "batch/v1",
@@ -141,17 +142,26 @@ def backup_job(
     }
 
 
+@dataclass(frozen=True)
+class BackupSource:
+    """What the MemoryBackup a store restores from says: the store it was taken of, and where it is."""
+
+    store: str | None = None
+    location: str | None = None
+
+
 def restore_job(
     store: MemoryStore,
     image: str,
     service_account: str,
     attempt: str | None = None,
     images: meta.Images = meta.NO_IMAGES,
+    source: BackupSource = BackupSource(),
 ) -> Manifest | None:
     """The Job restoring `bootstrap.fromBackup`; the controller runs it before starting the server.
 
-    Without `spec.backup` the job has no destination settings and finds the backup's location in the
-    MemoryBackup's status alone. It keeps no TTL: a finished restore Job that vanished would be
+    Without `spec.backup` the job has no destination settings and finds the backup at the `source`
+    location the MemoryBackup gives. It keeps no TTL: a finished restore Job that vanished would be
     rendered, and so run, again.
     """
     bootstrap = store.spec.bootstrap
@@ -163,12 +173,15 @@ def restore_job(
     if store.spec.backup is not None:
         volumes, mounts = destination_volumes(store, store.spec.backup.destination)
         variables += destination_env(store, store.spec.backup.destination)
+    if source.store:
+        variables.append(meta.env_value(env.BACKUP_SOURCE_STORE, source.store))
+    if source.location:
+        variables.append(meta.env_value(env.BACKUP_LOCATION, source.location))
     args = ["restore", "--store", store.metadata.name, "--backup", bootstrap.from_backup.name]
     container = jobs.container("restore", image, args, variables, mounts, store)
     pod_labels = _labels(store)
-    # It reads the MemoryBackup's status to find the snapshots.
     template = jobs.pod_template(
-        pod_labels, service_account, container, volumes, needs_api=True, store=store, images=images
+        pod_labels, service_account, container, volumes, needs_api=False, store=store, images=images
     )
     # On the Job only: its pod template is immutable, and the controller watches Jobs, not pods.
     metadata: dict[str, Any] = {
@@ -200,6 +213,7 @@ def render(
     backups: Sequence[str] = (),
     restore: bool = False,
     restore_attempt: str | None = None,
+    restore_source: BackupSource = BackupSource(),
     images: meta.Images = meta.NO_IMAGES,
 ) -> list[Manifest]:
     """The backup claim, the Jobs of `backups` (MemoryBackups to take now) and, when `restore`, the
@@ -213,7 +227,7 @@ def render(
         if job is not None:
             manifests.append(job)
     if restore:
-        job = restore_job(store, image, service_account, restore_attempt, images)
+        job = restore_job(store, image, service_account, restore_attempt, images, restore_source)
         if job is not None:
             manifests.append(job)
     return manifests

@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from memory_operator import env
+from memory_operator import labels as labels_module
 from memory_operator.api.store import MemoryStore, ServerFlavor
 from memory_operator.render import jobs, meta, names, server
 from memory_operator.render.meta import Manifest
@@ -26,7 +27,7 @@ from memory_operator.server.settings import LOCAL_EMBEDDER_DIMS
 # `app.kubernetes.io/component` of the Job's pod (the NetworkPolicy lets it reach Qdrant).
 COMPONENT = "collection"
 # On the Job and its pod: the digest of the settings it applies.
-SETTINGS_LABEL = "memory-operator.io/collection-settings"
+SETTINGS_LABEL = labels_module.COLLECTION_SETTINGS
 CONTAINER = "collection"
 # mem0's default for Qdrant (`embedding_model_dims`), which the upstream OpenMemory server keeps unless
 # an embedder with other dimensions is configured.
