@@ -13,6 +13,7 @@ import yaml
 
 from install.helpers import CHART, NAMESPACE, ROOT, helm_template_args, kinds, render, run, tool, values_files
 from memory_operator import env
+from memory_operator.controller import permissions
 
 KUBERNETES_VERSION = "1.34"
 MONITORING_GROUP = "monitoring.coreos.com"
@@ -21,43 +22,18 @@ Permissions = dict[tuple[str, str], set[str]]
 ALL_VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 READ = {"get", "list", "watch"}
 
-# The RBAC of the operator and of its jobs, as the operator's contract states it.
-OPERATOR_NAMESPACED: Permissions = {
-    ("memory-operator.io", "memorystores"): READ | {"patch", "update"},
-    ("memory-operator.io", "memorypolicies"): READ | {"patch", "update"},
-    ("memory-operator.io", "memorybackups"): READ | {"patch", "update", "create", "delete"},
-    ("memory-operator.io", "memorystores/status"): {"get", "patch", "update"},
-    ("memory-operator.io", "memorypolicies/status"): {"get", "patch", "update"},
-    ("memory-operator.io", "memorybackups/status"): {"get", "patch", "update"},
-    ("memory-operator.io", "memorystores/finalizers"): {"update"},
-    ("memory-operator.io", "memorybackups/finalizers"): {"update"},
-    ("", "services"): ALL_VERBS,
-    ("", "configmaps"): ALL_VERBS,
-    ("", "secrets"): ALL_VERBS,
-    ("", "persistentvolumeclaims"): ALL_VERBS,
-    ("", "serviceaccounts"): ALL_VERBS,
-    ("", "pods"): READ,
-    ("", "events"): {"create", "patch"},
-    ("apps", "statefulsets"): ALL_VERBS,
-    ("apps", "deployments"): ALL_VERBS,
-    ("batch", "cronjobs"): ALL_VERBS,
-    ("batch", "jobs"): ALL_VERBS,
-    ("networking.k8s.io", "networkpolicies"): ALL_VERBS,
-    ("policy", "poddisruptionbudgets"): ALL_VERBS,
-    ("events.k8s.io", "events"): {"create", "patch"},
-    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch", "create"},
-}
-OPERATOR_CRD_DISCOVERY: Permissions = {("apiextensions.k8s.io", "customresourcedefinitions"): READ}
-OPERATOR_NAMESPACES: Permissions = {
-    ("", "namespaces"): READ,
-    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch", "create"},
-}
-JOBS: Permissions = {
-    ("memory-operator.io", "memorystores"): {"get"},
-    ("memory-operator.io", "memorybackups"): {"get", "list", "create", "patch", "delete"},
-    ("memory-operator.io", "memorybackups/status"): {"get", "patch", "update"},
-    ("", "secrets"): {"get"},
-}
+
+# The operator's RBAC, as the code declares it (controller/permissions.py).
+def declared(*grants: permissions.Permission) -> Permissions:
+    result: Permissions = defaultdict(set)
+    for grant in grants:
+        result[(grant.group, grant.resource)] |= set(grant.verbs)
+    return dict(result)
+
+
+OPERATOR_NAMESPACED = declared(*permissions.NAMESPACED)
+OPERATOR_CRD_DISCOVERY = declared(*permissions.DISCOVERY)
+OPERATOR_NAMESPACES = declared(*permissions.ALL_NAMESPACES)
 
 RENDERS = [pytest.param((), id="defaults")] + [
     pytest.param(("-f", str(path)), id=path.stem) for path in values_files()
@@ -219,33 +195,13 @@ def test_namespaced_rbac_grants_the_contract_in_each_watched_namespace_only() ->
         assert granted == OPERATOR_NAMESPACED
 
 
-@pytest.mark.parametrize(
-    ("extra", "namespaces"),
-    [
-        pytest.param((), set(), id="cluster-wide-no-job-namespaces"),
-        pytest.param(("--set", "jobs.namespaces={agents,team-x}"), {"agents", "team-x"}, id="cluster-wide"),
-        pytest.param(
-            ("-f", str(CHART / "ci" / "namespaced-rbac-values.yaml")), {"team-a", "team-b"}, id="namespaced"
-        ),
-    ],
-)
-def test_jobs_service_account_has_exactly_the_job_rules(extra: tuple[str, ...], namespaces: set[str]) -> None:
-    objects = render(*extra)
-    accounts = [
-        a for a in kinds(objects, "ServiceAccount") if a["metadata"]["name"] == "memory-operator-jobs"
+def test_the_chart_grants_the_jobs_nothing() -> None:
+    """Each store's jobs run as a ServiceAccount of the store with no token: no role, no binding."""
+    objects = render()
+    assert [a["metadata"]["name"] for a in kinds(objects, "ServiceAccount")] == ["memory-operator"]
+    assert not [
+        r for r in kinds(objects, "ClusterRole") + kinds(objects, "Role") if "jobs" in r["metadata"]["name"]
     ]
-    assert {a["metadata"]["namespace"] for a in accounts} == namespaces
-    for namespace in namespaces:
-        bindings = bound_roles(objects, "memory-operator-jobs", namespace)
-        assert [b["scope"] for b in bindings] == [namespace]  # bound in its namespace, never cluster-wide
-        assert permissions(bindings[0]["role"]) == JOBS
-    # the operator tells the renderers this name
-    assert env_of(objects)["MEMORY_OPERATOR_JOB_SERVICE_ACCOUNT"] == "memory-operator-jobs"
-
-
-def test_cluster_wide_offers_the_jobs_cluster_role_to_bind_per_namespace() -> None:
-    (role,) = [r for r in kinds(render(), "ClusterRole") if r["metadata"]["name"] == "memory-operator-jobs"]
-    assert permissions(role) == JOBS
 
 
 # --- operator Deployment ------------------------------------------------------------------------
@@ -591,4 +547,4 @@ def test_notes_point_at_the_examples() -> None:
         "backup-on-demand.yaml",
     ):
         assert f"manifests/examples/{example}" in notes
-    assert "kubectl -n NS create serviceaccount memory-operator-jobs" in notes
+    assert "serviceaccount" not in notes.lower(), "the operator makes each store's jobs ServiceAccount"

@@ -78,3 +78,18 @@ def test_install_covers_every_path() -> None:
     assert "kubectl apply --server-side -f manifests/install.yaml" in text
     assert "kubectl apply --server-side -k manifests/" in text
     assert "manifests/argocd/argocd-cm.yaml" in text
+
+
+def test_security_rbac_table_is_the_operators_permissions() -> None:
+    from memory_operator.controller import permissions
+
+    text = (DOCS / "security.md").read_text()
+    table = text.split("<!-- permissions:begin -->")[1].split("<!-- permissions:end -->")[0]
+    rows = [line.strip("|").split("|") for line in table.strip().splitlines()[2:]]
+    documented = {
+        (group.strip().strip('"'), resource.strip(), verb.strip())
+        for group, resource, verbs, _ in rows
+        for verb in verbs.split(",")
+    }
+    declared = permissions.NAMESPACED + permissions.DISCOVERY + permissions.ALL_NAMESPACES
+    assert documented == permissions.granted(*declared)

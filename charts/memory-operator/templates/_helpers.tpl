@@ -77,93 +77,76 @@ before it (a Docker Hub name). The operator moves the stores' default images by 
 {{- join "," $pairs -}}
 {{- end -}}
 
-{{/* Namespaces that get the jobs' ServiceAccount and its role binding. */}}
-{{- define "memory-operator.jobNamespaces" -}}
-{{- if .Values.rbac.clusterWide -}}
-{{- toJson (uniq .Values.jobs.namespaces) -}}
-{{- else -}}
-{{- toJson (uniq .Values.watchNamespaces) -}}
-{{- end -}}
-{{- end -}}
-
 {{/*
 What the operator may do in the namespaces it watches (docs/security.md explains each rule).
 Namespaced resources only; `memory-operator.clusterRules` holds the cluster-scoped ones.
 */}}
 {{- define "memory-operator.namespacedRules" -}}
+# Exactly what operator/memory_operator/controller/permissions.py declares (tests/install checks it, and
+# the end-to-end suite checks from the API server's audit log that the operator uses all of it).
+# The watch cache, and Kopf's finalizer and annotations.
 - apiGroups: ["memory-operator.io"]
   resources: ["memorystores", "memorypolicies"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-# Backups: scheduled ones are created, pruned ones deleted.
+  verbs: ["list", "watch", "patch"]
+# Scheduled backups are created; adoption and retention label them; deletionPolicy Delete removes them.
 - apiGroups: ["memory-operator.io"]
   resources: ["memorybackups"]
-  verbs: ["get", "list", "watch", "patch", "update", "create", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# Status: server-side apply, one field manager per writer.
 - apiGroups: ["memory-operator.io"]
   resources: ["memorystores/status", "memorypolicies/status", "memorybackups/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
+# Owner references that block deletion (admission checks it).
 - apiGroups: ["memory-operator.io"]
   resources: ["memorystores/finalizers", "memorybackups/finalizers"]
   verbs: ["update"]
+# Children applied (server-side apply making an object is authorised as `create`) and pruned.
 - apiGroups: [""]
-  resources: ["services", "configmaps", "secrets", "persistentvolumeclaims", "serviceaccounts"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Pods are read only, for the results of jobs.
+  resources: ["configmaps", "persistentvolumeclaims"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# Children that live as long as the store (never deleted), and the generated keys.
+- apiGroups: [""]
+  resources: ["services", "serviceaccounts", "secrets"]
+  verbs: ["list", "watch", "create", "patch"]
+# The jobs' pods, for their termination messages.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
+# `get`: waiting for a StatefulSet recreated for new volume templates.
 - apiGroups: ["apps"]
-  resources: ["statefulsets", "deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  resources: ["statefulsets"]
+  verbs: ["list", "watch", "create", "patch", "delete", "get"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: ["batch"]
   resources: ["cronjobs", "jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Kopf's peering between replicas watching listed namespaces: one object in each.
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch", "create"]
+  verbs: ["list", "watch", "create", "patch"]
 {{- end -}}
 
-{{/* Kopf discovers the CRDs in every mode; it lists namespaces only when it watches them all. */}}
+{{/* Kopf discovers the CRDs in every mode; watching every namespace, its peering is cluster-wide. */}}
 {{- define "memory-operator.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- if .Values.rbac.clusterWide }}
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
 # Kopf's peering between replicas watching every namespace (the operator creates the object).
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch", "create"]
+  verbs: ["list", "watch", "create", "patch"]
 {{- end }}
 {{- end -}}
 
-{{/* What the backup job needs (the expiration job mounts no token at all). */}}
-{{- define "memory-operator.jobRules" -}}
-- apiGroups: ["memory-operator.io"]
-  resources: ["memorystores"]
-  verbs: ["get"]
-- apiGroups: ["memory-operator.io"]
-  resources: ["memorybackups"]
-  verbs: ["get", "list", "create", "patch", "delete"]
-- apiGroups: ["memory-operator.io"]
-  resources: ["memorybackups/status"]
-  verbs: ["get", "patch", "update"]
-# The store's credential Secrets; resourceNames cannot name them in advance, so any Secret of the namespace.
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get"]
-{{- end -}}
