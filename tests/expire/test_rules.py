@@ -10,8 +10,11 @@ from qdrant_client import models as qm
 
 from memory_operator.api.policy import MemoryPolicySpec, RuleMatch
 from memory_operator.expire import rules
+from memory_operator.synthetic import CANARY_USER_ID
 
 NOW = dt.datetime(2025, 6, 15, 12, 30, tzinfo=dt.UTC)
+# Every deleting rule leaves the canary's reserved scope alone, first of all.
+CANARY = qm.FieldCondition(key="user_id", match=qm.MatchValue(value=CANARY_USER_ID))
 
 
 def spec(**fields: Any) -> MemoryPolicySpec:
@@ -58,7 +61,7 @@ def test_max_age_is_a_datetime_range_on_the_age_field() -> None:
     assert planned.name == "old"
     assert planned.filter == qm.Filter(
         must=[qm.FieldCondition(key="created_at", range=qm.DatetimeRange(lt=NOW - dt.timedelta(days=90)))],
-        must_not=[],
+        must_not=[CANARY],
     )
 
 
@@ -75,7 +78,7 @@ def test_keep_rules_are_excluded_from_every_deleting_rule() -> None:
     assert [p.name for p in planned] == ["old", "mine", rules.EXPIRATION_DATE_RULE]
     keep = qm.Filter(must=[qm.FieldCondition(key="type", match=qm.MatchValue(value="dep"))])
     for rule in planned:
-        assert rule.filter.must_not is not None and rule.filter.must_not[0] == keep
+        assert rule.filter.must_not is not None and rule.filter.must_not[:2] == [CANARY, keep]
 
 
 def test_earlier_rules_claim_their_memories() -> None:
@@ -84,9 +87,10 @@ def test_earlier_rules_claim_their_memories() -> None:
         honorExpirationDate=True,
     )
     first, second, expiration = rules.plan(policy, NOW)
-    assert first.filter.must_not == []
-    assert second.filter.must_not == [qm.Filter(must=first.filter.must)]
+    assert first.filter.must_not == [CANARY]
+    assert second.filter.must_not == [CANARY, qm.Filter(must=first.filter.must)]
     assert expiration.filter.must_not == [
+        CANARY,
         qm.Filter(must=first.filter.must),
         qm.Filter(must=second.filter.must),
     ]

@@ -12,7 +12,7 @@ import json
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from memory_operator.api.policy import RuleResult, StoreRun
+from memory_operator.api.policy import AuditFinding, AuditResult, RuleResult, StoreRun
 
 # Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -33,6 +33,45 @@ class RuleSummary(_Wire):
     """Some of the matched memory ids (dry runs only, up to the listing bound)."""
 
 
+class FindingSummary(_Wire):
+    """One kind of audit finding: how many, in how many scopes, and some of the memory ids."""
+
+    count: int = 0
+    scopes: int = 0
+    sample_ids: list[str] = Field(default_factory=list)
+
+    def to_finding(self) -> AuditFinding:
+        return AuditFinding(count=self.count, scopes=self.scopes, sample_ids=list(self.sample_ids))
+
+
+class AuditSummary(_Wire):
+    """What the audit after an expiration run found (and, with `dedupe: exact`, deleted)."""
+
+    memories: int = 0
+    scopes: int = 0
+    exact_duplicates: FindingSummary = Field(default_factory=FindingSummary)
+    near_duplicates: FindingSummary | None = None
+    stale: FindingSummary = Field(default_factory=FindingSummary)
+    deduplicated: int = 0
+    near_duplicate_searches: int = 0
+    """Vector searches Qdrant ran for the near duplicates (for the logs and the benchmark)."""
+    duration_seconds: float = 0.0
+
+    def findings(self) -> list[FindingSummary]:
+        return [f for f in (self.exact_duplicates, self.near_duplicates, self.stale) if f is not None]
+
+    def to_result(self) -> AuditResult:
+        return AuditResult(
+            memories=self.memories,
+            scopes=self.scopes,
+            exact_duplicates=self.exact_duplicates.to_finding(),
+            near_duplicates=self.near_duplicates.to_finding() if self.near_duplicates else None,
+            stale=self.stale.to_finding(),
+            deduplicated=self.deduplicated,
+            duration_seconds=self.duration_seconds,
+        )
+
+
 class ExpirationSummary(_Wire):
     """The outcome of one expiration run on one store."""
 
@@ -47,6 +86,8 @@ class ExpirationSummary(_Wire):
     """Entity records of mem0's `<collection>_entities` that were unlinked from purged memories."""
     duration_seconds: float = 0.0
     error: str | None = None
+    audit: AuditSummary | None = None
+    """The audit after the run (`spec.audit`), when the policy asks for one and the run got that far."""
 
     def add_rule(self, rule: RuleSummary) -> None:
         self.rules.append(rule)
@@ -61,13 +102,17 @@ class ExpirationSummary(_Wire):
         return self.model_dump_json(by_alias=True)
 
     def termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-        """Compact JSON under `limit` bytes: listed ids go first, then the error is cut, then rules."""
+        """Compact JSON under `limit` bytes: listed ids go first, then the audit's sample ids, then the
+        error is cut, then rules."""
         compact = self.model_copy(deep=True)
         for rule in compact.rules:
             rule.ids = []
         text = _dump(compact)
         if len(text.encode()) <= limit:
             return text
+        if compact.audit is not None:
+            for finding in compact.audit.findings():
+                finding.sample_ids = []
         if compact.error and len(compact.error) > 512:
             compact.error = compact.error[:509] + "..."
         while len(_dump(compact).encode()) > limit and compact.rules:
@@ -87,6 +132,7 @@ class ExpirationSummary(_Wire):
             duration_seconds=self.duration_seconds,
             rules=[RuleResult(name=r.name, matched=r.matched, deleted=r.deleted) for r in self.rules],
             error=self.error,
+            audit=self.audit.to_result() if self.audit is not None else None,
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -67,6 +67,31 @@ class RetentionRule(ApiModel):
         return self
 
 
+# Cosine similarity at or above which two memories of a scope are near duplicates. With the default
+# embedder (all-MiniLM-L6-v2) one fact reworded slightly (a full stop, a spelling, a word changed or
+# added) scores 0.95 to 1.0, a free paraphrase about 0.91, unrelated facts under 0.5.
+DEFAULT_NEAR_DUPLICATE_SIMILARITY = 0.95
+
+
+class AuditSpec(ApiModel):
+    """An audit of the memories left after each expiration run, by the same job: exact duplicates, near
+    duplicates and stale memories, counted per store in the policy status and the operator's metrics."""
+
+    stale_after: Duration = "90d"
+    """Memories not updated for longer than this are counted as stale, e.g. `90d`."""
+    near_duplicates: bool = True
+    """Look for near duplicates: one vector search per distinct memory of a scope, run by Qdrant in
+    batches (no vector leaves Qdrant). Off, only exact duplicates and stale memories are counted."""
+    near_duplicate_similarity: float = Field(default=DEFAULT_NEAR_DUPLICATE_SIMILARITY, ge=0.5, le=1.0)
+    """Two memories of the same scope whose vectors' cosine similarity is at least this are near
+    duplicates (exact duplicates are counted apart)."""
+    dedupe: Literal["none", "exact"] = "none"
+    """`exact` deletes exact duplicates (the same text in the same scope, by mem0's content hash),
+    keeping the oldest of each; with `dryRun` it only lists them. `none` only counts them."""
+    sample_size: int = Field(default=5, ge=0, le=10)
+    """Memory ids listed per kind of finding, to look at."""
+
+
 class MemoryPolicySpec(ApiModel):
     """Desired state of a MemoryPolicy."""
 
@@ -82,6 +107,8 @@ class MemoryPolicySpec(ApiModel):
     """Count and list what would be deleted, deleting nothing."""
     suspend: bool = False
     """Stop scheduling runs."""
+    audit: AuditSpec | None = None
+    """Audit the store for duplicate and stale memories after each expiration run; none when unset."""
 
 
 class RuleResult(ApiModel):
@@ -93,6 +120,37 @@ class RuleResult(ApiModel):
     """Memories the rule matched."""
     deleted: int = 0
     """Memories the rule deleted (none in a dry run)."""
+
+
+class AuditFinding(ApiModel):
+    """One kind of finding of an audit."""
+
+    count: int = 0
+    """Exact duplicates: the copies beyond the oldest of each; near duplicates: the pairs; stale: the
+    memories."""
+    scopes: int = 0
+    """Scopes (user, agent and run ids together) with at least one."""
+    sample_ids: list[str] = Field(default_factory=list)
+    """Some of the memories concerned (the newer copies, both memories of a pair, the stalest)."""
+
+
+class AuditResult(ApiModel):
+    """What the audit found in a store after an expiration run."""
+
+    memories: int = 0
+    """Memories audited (the canary's synthetic ones are not)."""
+    scopes: int = 0
+    """Scopes audited."""
+    exact_duplicates: AuditFinding = Field(default_factory=AuditFinding)
+    """Memories with the same text (mem0's content hash) as an older one of the same scope."""
+    near_duplicates: AuditFinding | None = None
+    """Pairs of distinct memories of a scope at or above the similarity threshold; none when off."""
+    stale: AuditFinding = Field(default_factory=AuditFinding)
+    """Memories not updated for longer than `staleAfter`."""
+    deduplicated: int = 0
+    """Exact duplicates deleted (`dedupe: exact`; none in a dry run)."""
+    duration_seconds: float | None = None
+    """How long the audit took."""
 
 
 class StoreRun(ApiModel):
@@ -118,6 +176,8 @@ class StoreRun(ApiModel):
     """Per-rule counts."""
     error: str | None = None
     """Why the run failed."""
+    audit: AuditResult | None = None
+    """What the audit found after the run (`spec.audit`)."""
 
 
 class MemoryPolicyStatus(ApiModel):

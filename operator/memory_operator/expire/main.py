@@ -1,8 +1,9 @@
 """`memory-operator expire`: the expiration CronJob's command.
 
 Reads a MemoryPolicy's spec, deletes (or, in a dry run, counts and lists) what its retention rules
-select in the store's collection, prints a JSON summary on stdout and leaves it as the container's
-termination message. Exit code 0 when the run succeeded, 1 when it failed (the summary says why).
+select in the store's collection, then, when the policy has an `audit`, counts the duplicate and stale
+memories left (`memory_operator.expire.audit`), prints a JSON summary on stdout and leaves it as the
+container's termination message. Exit code 0 when the run succeeded, 1 when it failed (the summary says why).
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memory_operator import env
 from memory_operator.api.jobs import ExpirationSummary
+
+if TYPE_CHECKING:
+    from qdrant_client import QdrantClient
+
+    from memory_operator.api.policy import AuditSpec
+    from memory_operator.expire.purge import Deleter
 
 log = logging.getLogger("memory_operator.expire")
 
@@ -185,10 +192,40 @@ def execute(args: argparse.Namespace, summary: ExpirationSummary) -> None:
             list_limit=max(args.list_limit, 0),
             create_indexes=args.qdrant_path is None,
         )
+        if spec.audit is not None:
+            audit_store(
+                client,
+                collection,
+                spec.audit,
+                summary,
+                now=now,
+                deleter=deleter,
+                local=args.qdrant_path is not None,
+            )
     finally:
         if http is not None:
             http.close()
         client.close()
+
+
+def audit_store(
+    client: QdrantClient,
+    collection: str,
+    spec: AuditSpec,
+    summary: ExpirationSummary,
+    *,
+    now: dt.datetime,
+    deleter: Deleter,
+    local: bool,
+) -> None:
+    """The audit after the run, into `summary.audit`; entities of deduplicated memories are unlinked."""
+    from memory_operator.expire import audit, purge
+
+    summary.audit = audit.audit_collection(
+        client, collection, spec, now=now, dry_run=summary.dry_run, deleter=deleter, local=local
+    )
+    if summary.audit.deduplicated:
+        summary.entities_pruned += purge.prune_entity_links(client, collection)
 
 
 def run(args: argparse.Namespace) -> int:

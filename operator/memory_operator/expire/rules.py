@@ -6,7 +6,8 @@ an offset and `expiration_date` as `YYYY-MM-DD`; the builtin server adds `state`
 `categories` (a list). Qdrant's datetime range parses all of these strings, date-only ones as
 midnight UTC, so one `DatetimeRange` serves both ages and expiration dates.
 
-Each deleting rule's filter excludes what the keep rules protect and what earlier rules already
+Each deleting rule's filter excludes the canary's reserved scope (`memory_operator.synthetic`), what
+the keep rules protect and what earlier rules already
 claim, so every memory is counted once, by the first rule that deletes it, and a dry run reports
 exactly what a real run would delete.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from qdrant_client import models as qm
 
 from memory_operator.api.policy import MemoryPolicySpec, RetentionRule, RuleMatch
+from memory_operator.synthetic import synthetic_condition
 
 # The rule that purges memories past their `expiration_date`. Rule names are lowercase DNS labels,
 # so this camelCase name can never collide with a rule of the policy.
@@ -96,8 +98,10 @@ def plan(spec: MemoryPolicySpec, now: dt.datetime) -> list[PlannedRule]:
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    # The canary's synthetic memories are its own to delete: no rule ever touches them.
     protected: list[qm.Condition] = [
-        qm.Filter(must=match_conditions(rule.match)) for rule in spec.rules if rule.keep
+        synthetic_condition(),
+        *(qm.Filter(must=match_conditions(rule.match)) for rule in spec.rules if rule.keep),
     ]
     selections: list[tuple[str, list[qm.Condition]]] = [
         (rule.name, rule_conditions(rule, now)) for rule in spec.rules if not rule.keep
