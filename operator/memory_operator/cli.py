@@ -16,13 +16,27 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("render", "memory_operator.commands.render", "print the manifests the operator would apply for a store"),
     ("crds", "memory_operator.commands.crds", "print or write the CustomResourceDefinitions"),
     ("server", "memory_operator.server.main", "serve the memory API (REST and MCP) on mem0 and Qdrant"),
-    ("expire", "memory_operator.expire.main", "purge memories by a policy's retention rules (CronJob role)"),
+    (
+        "expire",
+        "memory_operator.expire.main",
+        "purge memories by a policy's retention rules, then audit duplicates and stale ones (CronJob role)",
+    ),
+    (
+        "canary",
+        "memory_operator.canary.main",
+        "measure a store's recall@k and search latency with a scripted scenario (CronJob, Helm test)",
+    ),
     ("backup", "memory_operator.backup.main", "snapshot a store's collections to its backup destination"),
     ("restore", "memory_operator.backup.restore", "restore a store's collections from a backup"),
     (
         "collection",
         "memory_operator.collection.main",
         "create the store's Qdrant collection as specified and replicate its shards (Job role)",
+    ),
+    (
+        "upgrade-check",
+        "memory_operator.collection.upgrade_check",
+        "wait until every Qdrant peer has joined and every shard replica is active (Job role of an upgrade)",
     ),
 ]
 

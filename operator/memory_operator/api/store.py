@@ -354,16 +354,52 @@ class JobsSpec(ApiModel):
     """The jobs' ServiceAccount."""
 
 
+class CanarySpec(ApiModel):
+    """A recall canary: on a schedule, a Job writes a scripted scenario of facts into a reserved scope
+    through the store's own API, asks paraphrased questions as an agent would, measures recall@k and
+    the searches' latency, and deletes what it wrote. The result is `status.lastCanary`."""
+
+    schedule: str = Field(default="*/30 * * * *", pattern=CRON_PATTERN)
+    """Cron schedule of the canary's runs (in UTC)."""
+    top_k: int = Field(default=5, ge=1, le=50)
+    """Results asked for per question: the canary measures recall@k with this k."""
+    min_recall: float = Field(default=0.95, ge=0.0, le=1.0)
+    """The run fails (and the alert fires) when recall@k is below this."""
+    max_latency_p95_milliseconds: int = Field(default=2000, ge=1, le=600_000)
+    """The run fails (and the alert fires) when the 95th percentile of the searches' latency is above
+    this."""
+    suspend: bool = False
+    """Stop scheduling runs, keeping the last result."""
+
+
+class MonitoringSpec(ApiModel):
+    """Checks of the store's health beyond its pods'."""
+
+    canary: CanarySpec | None = None
+    """A recall canary run on a schedule (the `builtin` server only); none when unset."""
+
+
 class DeletionPolicy(StrEnum):
     Retain = "Retain"
     Delete = "Delete"
+
+
+# The canary speaks the builtin server's API (mem0's add, search and delete by scope).
+CANARY_FLAVOR_MESSAGE = "monitoring.canary needs the builtin server flavor"
 
 
 class MemoryStoreSpec(ApiModel):
     """Desired state of a MemoryStore."""
 
     model_config = ConfigDict(
-        json_schema_extra=cel("has(self.bootstrap) == has(oldSelf.bootstrap)", "bootstrap is immutable")
+        json_schema_extra=rules(
+            cel("has(self.bootstrap) == has(oldSelf.bootstrap)", "bootstrap is immutable"),
+            cel(
+                "!has(self.monitoring) || !has(self.monitoring.canary) || !has(self.server) "
+                "|| !has(self.server.flavor) || self.server.flavor == 'builtin'",
+                CANARY_FLAVOR_MESSAGE,
+            ),
+        )
     )
 
     vector_store: VectorStoreSpec = Field(default_factory=VectorStoreSpec)
@@ -387,6 +423,14 @@ class MemoryStoreSpec(ApiModel):
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list, max_length=16)
     """Secrets of the store's namespace to pull every image of the store with (Qdrant, the server, the
     jobs), after those the operator adds to every store."""
+    monitoring: MonitoringSpec | None = None
+    """Checks beyond the pods' health: the recall canary."""
+
+    @model_validator(mode="after")
+    def _canary_needs_the_builtin_server(self) -> MemoryStoreSpec:
+        if self.monitoring and self.monitoring.canary and self.server.flavor != ServerFlavor.builtin:
+            raise ValueError(CANARY_FLAVOR_MESSAGE)
+        return self
 
 
 Phase = Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused"]
@@ -427,6 +471,31 @@ class LastExpiration(ApiModel):
     """Whether the run succeeded."""
 
 
+class LastCanary(ApiModel):
+    """The newest run of the recall canary (`spec.monitoring.canary`)."""
+
+    time: str
+    """When the run finished (RFC 3339)."""
+    passed: bool
+    """Whether recall@k was at least `minRecall` and the searches' p95 latency at most its bound."""
+    recall: float | None = None
+    """Share of the scenario's expected facts found in the top k results of their questions."""
+    top_k: int | None = None
+    """The k of recall@k."""
+    latency_p50_milliseconds: float | None = None
+    """Median latency of the canary's searches, as the client saw it."""
+    latency_p95_milliseconds: float | None = None
+    """95th percentile of the searches' latency."""
+    scenario: str | None = None
+    """Version of the scenario run, e.g. `v1`."""
+    questions: int | None = None
+    """Questions asked."""
+    job: str | None = None
+    """The Job that ran it."""
+    error: str | None = None
+    """Why the run failed, when it could not measure (the memory server unreachable, a refused write)."""
+
+
 class MemoryStoreStatus(ApiModel):
     """Observed state of a MemoryStore."""
 
@@ -451,6 +520,8 @@ class MemoryStoreStatus(ApiModel):
     restored_from: str | None = None
     """The MemoryBackup the store's data was restored from (`spec.bootstrap.fromBackup`); once set, the
     restore never runs again."""
+    last_canary: LastCanary | None = None
+    """The newest run of the recall canary."""
 
 
 class MemoryStore(ApiModel):

@@ -32,6 +32,7 @@ from memory_operator.server.config import ServerConfig, default_expiration_date
 from memory_operator.server.limits import MAX_MESSAGES, search_filters
 from memory_operator.server.metrics import ServerMetrics
 from memory_operator.server.scope_id import InvalidScopeId, check_scope_id
+from memory_operator.synthetic import CANARY_USER_ID, synthetic_condition
 
 if TYPE_CHECKING:
     from mem0 import Memory
@@ -281,7 +282,11 @@ def scope_filter(
     app: str | None = None,
     categories: Sequence[str] | None = None,
 ) -> qm.Filter:
-    """A Qdrant filter for the owner's memories, narrowed by state, app and categories."""
+    """A Qdrant filter for the owner's memories, narrowed by state, app and categories.
+
+    The canary's synthetic memories are left out unless the owner is their very user (the canary
+    itself): no listing, export, count or bulk change of anyone else reaches them.
+    """
     must: list[qm.Condition] = list(owner.conditions())
     if states:
         must.append(qm.FieldCondition(key="state", match=qm.MatchAny(any=list(states))))
@@ -289,7 +294,9 @@ def scope_filter(
         must.append(qm.FieldCondition(key="app", match=qm.MatchValue(value=app)))
     if categories:
         must.append(qm.FieldCondition(key="categories", match=qm.MatchAny(any=list(categories))))
-    return qm.Filter(must=must)
+    if isinstance(owner, Scope) and owner.user_id == CANARY_USER_ID:
+        return qm.Filter(must=must)
+    return qm.Filter(must=must, must_not=[synthetic_condition()])
 
 
 def backend_errors() -> tuple[type[BaseException], ...]:
