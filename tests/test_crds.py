@@ -21,13 +21,18 @@ import yaml
 from kubernetes_validate.utils import all_versions
 from pydantic import ValidationError
 
-from memory_operator.api import MemoryBackup, MemoryPolicy, MemoryStore
+from memory_operator.api import MemoryBackup, MemoryClient, MemoryPolicy, MemoryStore
 from memory_operator.crdgen import rendered_files
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD_DIR = ROOT / "crds"
 EXAMPLES = ROOT / "manifests" / "examples"
-MODELS = {"MemoryStore": MemoryStore, "MemoryPolicy": MemoryPolicy, "MemoryBackup": MemoryBackup}
+MODELS = {
+    "MemoryStore": MemoryStore,
+    "MemoryPolicy": MemoryPolicy,
+    "MemoryBackup": MemoryBackup,
+    "MemoryClient": MemoryClient,
+}
 Schema = dict[str, Any]
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema, to_jsonable_python
 
-from memory_operator.api import backup, policy, store
+from memory_operator.api import backup, client, policy, store
 from memory_operator.api.common import GROUP, VERSION
 from memory_operator.api.store import MAX_NAME_LENGTH as MAX_NAME
 
@@ -174,6 +174,22 @@ CRDS = [
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Size", "type": "integer", "jsonPath": ".status.sizeBytes"},
             {"name": "Location", "type": "string", "jsonPath": ".status.location", "priority": 1},
+            _AGE,
+        ],
+    ),
+    CrdInfo(
+        kind=client.KIND,
+        plural=client.PLURAL,
+        short_names=["mclient", "mclients"],
+        spec_model=client.MemoryClientSpec,
+        status_model=client.MemoryClientStatus,
+        description=client.MemoryClient.__doc__ or "",
+        printer_columns=[
+            {"name": "Store", "type": "string", "jsonPath": ".spec.store"},
+            {"name": "Access", "type": "string", "jsonPath": ".spec.access"},
+            {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+            {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
+            {"name": "Secret", "type": "string", "jsonPath": ".status.secretName", "priority": 1},
             _AGE,
         ],
     ),

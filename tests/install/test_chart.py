@@ -305,6 +305,7 @@ EXPECTED_CRDS = {
     "memorystores.memory-operator.io",
     "memorypolicies.memory-operator.io",
     "memorybackups.memory-operator.io",
+    "memoryclients.memory-operator.io",
     # Kopf's peering between operator replicas.
     "clusterkopfpeerings.kopf.dev",
     "kopfpeerings.kopf.dev",

@@ -16,7 +16,12 @@ import yaml
 from install.helpers import CHART, ROOT, kinds, render, run, tool
 
 GROUP = "memory-operator.io"
-OUR_CRDS = {f"memorystores.{GROUP}", f"memorypolicies.{GROUP}", f"memorybackups.{GROUP}"}
+OUR_CRDS = {
+    f"memorystores.{GROUP}",
+    f"memorypolicies.{GROUP}",
+    f"memorybackups.{GROUP}",
+    f"memoryclients.{GROUP}",
+}
 KEEP = "helm.sh/resource-policy"
 ARGOCD_SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
 

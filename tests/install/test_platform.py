@@ -164,7 +164,7 @@ def test_the_monitoring_example_names_the_secrets_the_operator_generates() -> No
 
 # --- Kubernetes' default roles -------------------------------------------------------------------
 
-OUR_KINDS = {"memorystores", "memorypolicies", "memorybackups"}
+OUR_KINDS = {"memorystores", "memorypolicies", "memorybackups", "memoryclients"}
 
 
 def aggregated(objects: list[dict[str, Any]], to: str) -> list[dict[str, Any]]:

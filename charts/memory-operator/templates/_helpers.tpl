@@ -92,13 +92,17 @@ Namespaced resources only; `memory-operator.clusterRules` holds the cluster-scop
 - apiGroups: ["memory-operator.io"]
   resources: ["memorybackups"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# MemoryClients: the watch cache (event handlers only: Kopf keeps no state on them).
+- apiGroups: ["memory-operator.io"]
+  resources: ["memoryclients"]
+  verbs: ["list", "watch"]
 # Status: server-side apply, one field manager per writer.
 - apiGroups: ["memory-operator.io"]
-  resources: ["memorystores/status", "memorypolicies/status", "memorybackups/status"]
+  resources: ["memorystores/status", "memorypolicies/status", "memorybackups/status", "memoryclients/status"]
   verbs: ["patch"]
 # Owner references that block deletion (admission checks it).
 - apiGroups: ["memory-operator.io"]
-  resources: ["memorystores/finalizers", "memorybackups/finalizers"]
+  resources: ["memorystores/finalizers", "memorybackups/finalizers", "memoryclients/finalizers"]
   verbs: ["update"]
 # Children applied (server-side apply making an object is authorised as `create`) and pruned.
 - apiGroups: [""]

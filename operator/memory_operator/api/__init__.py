@@ -1,6 +1,7 @@
 """The memory-operator.io/v1alpha1 API, modelled with pydantic; the CRDs are generated from it."""
 
 from memory_operator.api.backup import MemoryBackup, MemoryBackupSpec, MemoryBackupStatus
+from memory_operator.api.client import MemoryClient, MemoryClientSpec, MemoryClientStatus
 from memory_operator.api.common import API_VERSION, GROUP, VERSION
 from memory_operator.api.policy import MemoryPolicy, MemoryPolicySpec, MemoryPolicyStatus
 from memory_operator.api.store import MemoryStore, MemoryStoreSpec, MemoryStoreStatus
@@ -12,6 +13,9 @@ __all__ = [
     "MemoryBackup",
     "MemoryBackupSpec",
     "MemoryBackupStatus",
+    "MemoryClient",
+    "MemoryClientSpec",
+    "MemoryClientStatus",
     "MemoryPolicy",
     "MemoryPolicySpec",
     "MemoryPolicyStatus",

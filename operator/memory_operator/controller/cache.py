@@ -66,6 +66,7 @@ JOB_PODS = Watched("", "v1", "pods", "Pod", selector=f"{MANAGED},{labels.NAME_KE
 STORES = Watched(GROUP, VERSION, "memorystores", "MemoryStore", selector=None)
 POLICIES = Watched(GROUP, VERSION, "memorypolicies", "MemoryPolicy", selector=None)
 BACKUPS = Watched(GROUP, VERSION, "memorybackups", "MemoryBackup", selector=None)
+CLIENTS = Watched(GROUP, VERSION, "memoryclients", "MemoryClient", selector=None)
 
 
 def trimmed(body: Body, watched: Watched) -> dict[str, Any]:
@@ -140,7 +141,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         job = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
         return {(namespace, job): job_pod_view(body)} if job else {}
 
-    for watched in (STORES, POLICIES, BACKUPS):
+    for watched in (STORES, POLICIES, BACKUPS, CLIENTS):
         _register_by_namespace(registry, watched)
 
 
@@ -179,7 +180,7 @@ class Cache:
 
     @classmethod
     def of(cls, kwargs: Mapping[str, Any]) -> Cache:
-        ids = {w.index_id for w in (*CHILDREN, SECRETS, JOB_PODS, STORES, POLICIES, BACKUPS)}
+        ids = {w.index_id for w in (*CHILDREN, SECRETS, JOB_PODS, STORES, POLICIES, BACKUPS, CLIENTS)}
         return cls({key: value for key, value in kwargs.items() if key in ids})
 
     def _values(self, watched: Watched, key: Any) -> list[dict[str, Any]]:
@@ -211,6 +212,12 @@ class Cache:
 
     def backup(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         return _named(self._values(BACKUPS, namespace), name)
+
+    def clients(self, namespace: str) -> list[dict[str, Any]]:
+        return self._values(CLIENTS, namespace)
+
+    def client(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return _named(self._values(CLIENTS, namespace), name)
 
     def secret(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         found = self._values(SECRETS, ("secret", namespace, name))

@@ -67,6 +67,7 @@ RESOURCES = _resources(
     Resource(API_VERSION, "MemoryStore", "memorystores"),
     Resource(API_VERSION, "MemoryPolicy", "memorypolicies"),
     Resource(API_VERSION, "MemoryBackup", "memorybackups"),
+    Resource(API_VERSION, "MemoryClient", "memoryclients"),
     Resource("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),
     Resource("kopf.dev/v1", "KopfPeering", "kopfpeerings"),
 )
@@ -80,6 +81,7 @@ JOB = RESOURCES[("batch/v1", "Job")]
 STORE = RESOURCES[(API_VERSION, "MemoryStore")]
 POLICY = RESOURCES[(API_VERSION, "MemoryPolicy")]
 BACKUP = RESOURCES[(API_VERSION, "MemoryBackup")]
+CLIENT = RESOURCES[(API_VERSION, "MemoryClient")]
 CLUSTER_PEERING = RESOURCES[("kopf.dev/v1", "ClusterKopfPeering")]
 PEERING = RESOURCES[("kopf.dev/v1", "KopfPeering")]
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory_operator.controller.cache import Cache
+from memory_operator.render.names import client_secret_name
 
 Body = dict[str, Any]
 
@@ -27,6 +28,8 @@ class Snapshot:
     """MemoryBackups of its namespace."""
     job_pods: Mapping[str, list[Body]] = field(default_factory=dict)
     """Pods of its finished or running Jobs, by Job name (their termination messages)."""
+    clients: list[Body] = field(default_factory=list)
+    """MemoryClients of its namespace that name it (their Secrets are in `secrets`)."""
 
     @property
     def namespace(self) -> str:
@@ -67,6 +70,12 @@ def observe(cache: Cache, body: Body) -> Snapshot:
         if secret is not None:
             secrets[secret_name] = secret
     jobs = [c["metadata"]["name"] for c in children if c["kind"] == "Job"]
+    clients = [c for c in cache.clients(namespace) if (c.get("spec") or {}).get("store") == name]
+    for client in clients:
+        secret_name = client_secret_name(client["metadata"]["name"])
+        client_secret = cache.secret(namespace, secret_name)
+        if client_secret is not None:
+            secrets[secret_name] = client_secret
     return Snapshot(
         body=body,
         children=children,
@@ -74,4 +83,5 @@ def observe(cache: Cache, body: Body) -> Snapshot:
         policies=cache.policies(namespace),
         backups=cache.backups(namespace),
         job_pods={job: cache.job_pods(namespace, job) for job in jobs},
+        clients=clients,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from memory_operator import env
+from memory_operator import env, images
 from memory_operator.api.store import MemoryStore, ServerFlavor
 
 # Most object names (and Service names, which become DNS labels).
@@ -105,6 +105,11 @@ def expiration_configmap_name(store: MemoryStore, policy_name: str) -> str:
     return _child(store, f"policy-{policy_name}")
 
 
+def canary_cronjob_name(store: MemoryStore) -> str:
+    """The CronJob of the recall canary (`spec.monitoring.canary`)."""
+    return _child(store, "canary", MAX_CRONJOB_NAME)
+
+
 def backup_job_name(backup: str) -> str:
     """`<backup>-backup`, shortened with a stable hash to fit a Job name (63 characters)."""
     name = f"{backup}-backup"
@@ -112,6 +117,29 @@ def backup_job_name(backup: str) -> str:
         return name
     digest = hashlib.sha256(backup.encode()).hexdigest()[:HASH_LENGTH]
     return f"{backup[:45].rstrip('-')}-{digest}-backup"
+
+
+def image_digest(image: str) -> str:
+    """A short digest of an image reference, for names and labels."""
+    return hashlib.sha256(image.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def _with_suffix(store: MemoryStore, suffix: str) -> str:
+    return fit(store.metadata.name, MAX_NAME - len(suffix)) + suffix
+
+
+def upgrade_backup_name(store: MemoryStore, image: str) -> str:
+    """`<store>-pre-upgrade-<version>`: the MemoryBackup taken before Qdrant moves to `image` (the tag's
+    version, `1-17-0`, or a digest of the image when the tag names none)."""
+    version = images.tag_version(image)
+    return _with_suffix(
+        store, "-pre-upgrade-" + ("-".join(map(str, version)) if version else image_digest(image))
+    )
+
+
+def upgrade_check_job_name(store: MemoryStore, image: str, ordinal: int) -> str:
+    """`<store>-upgrade-<digest>-<ordinal>`: the check after node `ordinal` restarted on `image`."""
+    return _with_suffix(store, f"-upgrade-{image_digest(image)}-{ordinal}")
 
 
 def jobs_service_account_name(store: MemoryStore) -> str:
@@ -134,6 +162,20 @@ def server_config_name(store: MemoryStore) -> str:
 
 def restore_job_name(store: MemoryStore) -> str:
     return _child(store, "restore")
+
+
+def clients_secret_name(store: MemoryStore) -> str:
+    """The Secret of the store's MemoryClients as its server reads them (key hashes, scopes, quotas)."""
+    return _child(store, "clients")
+
+
+# Secret names are DNS subdomains: up to 253 characters.
+MAX_SECRET_NAME = 253
+
+
+def client_secret_name(client: str) -> str:
+    """A MemoryClient's own Secret: its key, the REST base URL and the MCP URL template."""
+    return fit(f"{client}-memory-credentials", MAX_SECRET_NAME)
 
 
 def _svc_host(name: str, store: MemoryStore) -> str:

@@ -10,6 +10,7 @@ import yaml
 from memory_operator import env, labels
 from memory_operator import images as images_
 from memory_operator.api.store import MemoryStore, ModelProviderSpec
+from memory_operator.render import clients as clients_
 from memory_operator.render import meta, names
 from memory_operator.render.credentials import QDRANT_KEY
 from memory_operator.render.meta import Manifest
@@ -106,7 +107,7 @@ def config_map(store: MemoryStore) -> Manifest | None:
     }
 
 
-def _env(store: MemoryStore) -> list[dict[str, Any]]:
+def _env(store: MemoryStore, clients: bool) -> list[dict[str, Any]]:
     variables = [
         *qdrant_env(store),
         *client_key_env(store),
@@ -122,10 +123,12 @@ def _env(store: MemoryStore) -> list[dict[str, Any]]:
     if store.spec.server.cors is not None:
         origins = ",".join(store.spec.server.cors.allowed_origins)
         variables.append(meta.env_value(env.CORS_ALLOWED_ORIGINS, origins))
+    if clients:
+        variables.append(meta.env_value(env.CLIENTS_FILE, env.CLIENTS_PATH))
     return variables
 
 
-def _container(store: MemoryStore, images: meta.Images) -> dict[str, Any]:
+def _container(store: MemoryStore, images: meta.Images, clients: bool) -> dict[str, Any]:
     server = store.spec.server
     mounts: list[dict[str, Any]] = [
         {"name": "scratch", "mountPath": env.SCRATCH_DIR},
@@ -133,6 +136,8 @@ def _container(store: MemoryStore, images: meta.Images) -> dict[str, Any]:
     ]
     if server.config is not None:
         mounts.append({"name": CONFIG_VOLUME, "mountPath": env.CONFIG_DIR, "readOnly": True})
+    if clients:
+        mounts.append(clients_.volume_mount())
     return {
         "name": "server",
         "image": images.default_or_given(server.image, images_.DEFAULT_BUILTIN_SERVER_IMAGE),
@@ -140,7 +145,7 @@ def _container(store: MemoryStore, images: meta.Images) -> dict[str, Any]:
         "args": ["server", "--port", str(env.SERVER_PORT)],
         # `http` serves the API and the (authenticated) Prometheus metrics at /metrics.
         "ports": [meta.container_port("http", env.SERVER_PORT)],
-        "env": _env(store),
+        "env": _env(store, clients),
         "resources": meta.resources(server.resources),
         # Loading the embedding model takes a while on a small CPU share.
         "startupProbe": meta.http_probe(
@@ -167,15 +172,20 @@ def _pod_metadata(store: MemoryStore, config: Manifest | None) -> dict[str, Any]
     return meta.pod_metadata(pod_labels(store), store.spec.server.pod, annotations)
 
 
-def _volumes(config: Manifest | None) -> list[dict[str, Any]]:
+def _volumes(store: MemoryStore, config: Manifest | None, clients: bool) -> list[dict[str, Any]]:
     volumes = [meta.empty_dir("scratch", "2Gi"), meta.empty_dir("tmp", "1Gi")]
     if config is not None:
         volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": config["metadata"]["name"]}})
+    if clients:
+        volumes.append(clients_.volume(store))
     return volumes
 
 
-def deployment(store: MemoryStore, held: bool = False, images: meta.Images = meta.NO_IMAGES) -> Manifest:
-    """The server's Deployment; `held` runs no replica (the store is being restored)."""
+def deployment(
+    store: MemoryStore, held: bool = False, images: meta.Images = meta.NO_IMAGES, clients: bool = False
+) -> Manifest:
+    """The server's Deployment; `held` runs no replica (the store is being restored); `clients` mounts
+    the store's clients Secret (its changes reach the pods without rolling them)."""
     config = config_map(store)
     return {
         "apiVersion": "apps/v1",
@@ -195,8 +205,8 @@ def deployment(store: MemoryStore, held: bool = False, images: meta.Images = met
                         "automountServiceAccountToken": False,
                         "enableServiceLinks": False,
                         "securityContext": meta.pod_security_context(meta.OPERATOR_UID),
-                        "containers": [_container(store, images)],
-                        "volumes": _volumes(config),
+                        "containers": [_container(store, images, clients)],
+                        "volumes": _volumes(store, config, clients),
                     },
                     store.spec.server.pod,
                     selector(store),
@@ -222,6 +232,12 @@ def service(store: MemoryStore) -> Manifest:
     }
 
 
-def render(store: MemoryStore, held: bool = False, images: meta.Images = meta.NO_IMAGES) -> list[Manifest]:
+def render(
+    store: MemoryStore, held: bool = False, images: meta.Images = meta.NO_IMAGES, clients: bool = False
+) -> list[Manifest]:
     config = config_map(store)
-    return [*([config] if config is not None else []), service(store), deployment(store, held, images)]
+    return [
+        *([config] if config is not None else []),
+        service(store),
+        deployment(store, held, images, clients),
+    ]

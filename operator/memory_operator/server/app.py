@@ -105,7 +105,7 @@ def create_app(
     `cors_origins`: browser origins allowed to call the API (none: CORS off, as by default).
     """
     origins = tuple(cors_origins)
-    mcp = build_mcp(slot.get)
+    mcp = build_mcp(slot.get, metrics)
     mcp_manager = session_manager(mcp, host, max_body_bytes, origins)
     sse = SseSessions(mcp, keys, host, max_body_bytes, origins, max_sse_sessions)
 
@@ -144,7 +144,7 @@ def create_app(
         [
             Route(
                 HTTP_PATH,
-                endpoint=McpEndpoint(mcp_manager, keys, stream_idle_seconds),
+                endpoint=McpEndpoint(mcp_manager, keys, stream_idle_seconds, max_body_bytes),
                 methods=["GET", "POST", "DELETE"],
             ),
             Route(SSE_PATH, endpoint=SseConnect(sse), methods=["GET"]),

@@ -83,6 +83,8 @@ class AppRegistry:
             )
             for record in page:
                 payload = record.payload or {}
+                if not owner.contains(payload):
+                    continue  # beyond what Qdrant's filter could say (a client's id prefixes)
                 found.append(
                     AppState(
                         str(payload.get("user_id")),
@@ -123,7 +125,7 @@ def _registry(service: MemoryService) -> AppRegistry:
 
 
 def _memories(service: MemoryService, owner: Owner) -> list[StoredMemory]:
-    records = service.scroll(scope_filter(owner, STORED_STATES))
+    records = service.scroll(scope_filter(owner, STORED_STATES), within=owner)
     return newest_first([memory_from_payload(r.id, r.payload or {}) for r in records])
 
 

@@ -2,9 +2,11 @@
 
 Upstream clients present a key three ways: `Authorization: Bearer <key>` (OpenMemory's deployments
 behind a proxy, MCP clients), `Authorization: Token <key>` (mem0's `MemoryClient`) and
-`X-API-Key: <key>` (mem0's REST server). All three are read here, once, and compared with every key
-in constant time. A request that presents more than one credential (two headers, or both kinds) is
-refused: servers and proxies disagree on which one counts.
+`X-API-Key: <key>` (mem0's REST server). All three are read here, once. The store's own keys (its
+admin keys: read-write and read-only, reaching every memory) are compared in constant time; a
+client's key (a MemoryClient's) is found by its SHA-256 in the clients directory. A request that
+presents more than one credential (two headers, or both kinds) is refused: servers and proxies
+disagree on which one counts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from memory_operator.api.client import ClientAccess
+from memory_operator.server.clients import Client, ClientDirectory
+from memory_operator.server.scope_rules import ScopeRules
 from memory_operator.server.store import EVERYTHING, Owner, Reach, Scope
 
 AUTHORIZATION_SCHEMES = ("bearer", "token")
@@ -44,6 +49,8 @@ class ApiKeys:
     api_key: str
     read_only_api_key: str | None = None
     scoped_keys: tuple[ScopedKey, ...] = ()
+    # The MemoryClients' keys, by hash; reloaded in place when the clients file changes.
+    clients: ClientDirectory | None = None
 
     def grants(self) -> list[tuple[str, str, Access, Reach]]:
         """Every key with its name, access and reach."""
@@ -60,7 +67,9 @@ class Caller:
 
     key_name: str
     access: Access
-    reach: Reach = EVERYTHING
+    reach: Reach | ScopeRules = EVERYTHING
+    # The MemoryClient the key belongs to (None: one of the store's own keys).
+    client: Client | None = None
 
     def within(self, scope: Scope | None) -> Owner:
         """What a request may touch: its scope when the key reaches it, else (no scope given) all the
@@ -97,9 +106,17 @@ def authenticate(headers: Iterable[tuple[bytes, bytes]], keys: ApiKeys) -> Calle
     Every key is compared, whatever matched before, so the time taken does not tell which key (if
     any) was close.
     """
-    token = (presented_key(headers) or "").encode()
+    presented = presented_key(headers) or ""
+    token = presented.encode()
     matched: Caller | None = None
     for name, key, access, reach in keys.grants():
         if hmac.compare_digest(token, key.encode()) and matched is None:
             matched = Caller(key_name=name, access=access, reach=reach)
-    return matched if token else None
+    if not token:
+        return None
+    if matched is None and keys.clients is not None:
+        client = keys.clients.find(presented)
+        if client is not None:
+            level = Access.write if client.access == ClientAccess.readWrite else Access.read
+            matched = Caller(f"client:{client.name}", level, reach=client.reach, client=client)
+    return matched

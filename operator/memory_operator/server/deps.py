@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -16,6 +16,8 @@ from pydantic import BaseModel
 
 from memory_operator.server import models as m
 from memory_operator.server.auth import API_KEY_HEADER, Access, Caller, authenticate
+from memory_operator.server.clients import Throttled
+from memory_operator.server.metrics import CLIENT_SCOPE_KEY, LIMIT_SCOPE_KEY
 from memory_operator.server.scope_id import SCOPE_ID_MAX_LENGTH, SCOPE_ID_PATTERN, SCOPE_ID_RULE
 from memory_operator.server.store import BackendUnavailable, MemoryService
 
@@ -73,12 +75,39 @@ api_key_header = APIKeyHeader(
 )
 
 
+def throttled(error: Throttled) -> HTTPException:
+    """The 429 of a client over its rate; `Retry-After` says when a request would be admitted."""
+    return HTTPException(
+        429,
+        f"Too many requests: this client is over its {error.limit} rate",
+        headers={"Retry-After": str(error.retry_after)},
+    )
+
+
+def admit(scope: MutableMapping[str, Any], caller: Caller, level: Access) -> None:
+    """A caller's quota and access, in that order: every request counts against the client's request
+    rate (refused ones too), a write against its write rate once it may write. The outcome is noted
+    in the ASGI scope for the per-client metrics."""
+    client = caller.client
+    if client is not None:
+        scope[CLIENT_SCOPE_KEY] = client.name
+    try:
+        if client is not None:
+            client.admit(write=False)
+        if caller.access < level:
+            raise HTTPException(403, "This API key is read-only")
+        if client is not None and level >= Access.write:
+            client.admit_write()
+    except Throttled as error:
+        scope[LIMIT_SCOPE_KEY] = error.limit
+        raise throttled(error) from None
+
+
 def _caller(request: Request, level: Access) -> Caller:
     caller = authenticate(request.scope["headers"], request.app.state.keys)
     if caller is None:
         raise HTTPException(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
-    if caller.access < level:
-        raise HTTPException(403, "This API key is read-only")
+    admit(request.scope, caller, level)
     return caller
 
 
@@ -130,6 +159,7 @@ def _error(description: str, model: type[BaseModel] = m.ErrorResponse) -> dict[s
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _error("No valid API key: missing, unknown, or presented more than once."),
     403: _error("The API key is read-only, or does not reach the scope asked for."),
+    429: _error("The client's key is over its request or write rate; retry after `Retry-After`."),
 }
 STORE_ERRORS: dict[int | str, dict[str, Any]] = {
     503: _error("The memory store is starting or Qdrant is unreachable; retry after `Retry-After`."),

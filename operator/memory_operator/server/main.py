@@ -19,6 +19,7 @@ from typing import Any
 
 from memory_operator import env
 from memory_operator.server.settings import (
+    DEFAULT_CLIENTS_RELOAD_SECONDS,
     DEFAULT_COLLECTION,
     DEFAULT_MAX_BODY_BYTES,
     ModelSettings,
@@ -33,6 +34,7 @@ KEY_FILE_NAME = "api-key"
 MAX_BODY_BYTES_ENV = "MEMORY_SERVER_MAX_BODY_BYTES"
 DATA_DIR_ENV = "MEMORY_DATA_DIR"
 LOG_FORMAT_ENV = "MEMORY_LOG_FORMAT"
+CLIENTS_RELOAD_ENV = "MEMORY_CLIENTS_RELOAD_SECONDS"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +77,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
             "comma-separated browser origins allowed to call the API, e.g. http://localhost:3000 "
             f"for OpenMemory's UI (default none: CORS off; {env.CORS_ALLOWED_ORIGINS})"
         ),
+    )
+    run.add_argument(
+        "--clients-file",
+        type=Path,
+        default=env.get(env.CLIENTS_FILE),
+        help=(
+            "JSON or YAML with per-client keys (or their SHA-256), access, scopes and quotas, reloaded "
+            f"when it changes; see docs/clients.md ({env.CLIENTS_FILE})"
+        ),
+    )
+    run.add_argument(
+        "--clients-reload-seconds",
+        type=float,
+        default=float(env.get(CLIENTS_RELOAD_ENV) or DEFAULT_CLIENTS_RELOAD_SECONDS),
+        help=f"how often the clients file is checked for changes (default 2; {CLIENTS_RELOAD_ENV})",
     )
     run.add_argument(
         "--config-file",
@@ -252,6 +269,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         max_body_bytes=args.max_body_bytes,
         host=args.host or ("127.0.0.1" if embedded else "0.0.0.0"),
         cors_allowed_origins=origins_of(args.cors_allowed_origins),
+        clients_file=Path(args.clients_file).expanduser() if args.clients_file else None,
+        clients_reload_seconds=args.clients_reload_seconds,
     )
 
 
@@ -287,9 +306,14 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(settings.config_file)
     metrics = ServerMetrics()
     slot = ServiceSlot(build=lambda: build_service(settings, config, metrics))
+    watcher = clients_watcher(settings, metrics)
     app = create_app(
         slot,
-        ApiKeys(settings.api_key, settings.read_only_api_key),
+        ApiKeys(
+            settings.api_key,
+            settings.read_only_api_key,
+            clients=watcher.directory if watcher is not None else None,
+        ),
         metrics,
         settings.max_body_bytes,
         host=settings.host,
@@ -301,5 +325,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"Memory server: http://{shown_host}:{args.port}", flush=True)
         print(f"API key: {settings.api_key}", flush=True)
         print(f"Data: {settings.qdrant_path}", flush=True)
-    uvicorn.run(app, host=settings.host, port=args.port, log_config=log_config, access_log=True)
+        if watcher is not None:
+            print(f"Clients: {len(watcher.directory)} from {settings.clients_file}", flush=True)
+    try:
+        uvicorn.run(app, host=settings.host, port=args.port, log_config=log_config, access_log=True)
+    finally:
+        if watcher is not None:
+            watcher.stop()
     return 0
+
+
+def clients_watcher(settings: ServerSettings, metrics: Any) -> Any:
+    """The clients file's watcher, started (None without a file). A file that does not load at start
+    stops the server: a typo must not start it with fewer clients than meant."""
+    if settings.clients_file is None:
+        return None
+    from memory_operator.server.clients import ClientDirectory, ClientsFileWatcher, load_clients
+
+    try:
+        directory = ClientDirectory(load_clients(settings.clients_file))
+    except ValueError as error:
+        raise SystemExit(f"--clients-file {settings.clients_file}: {error}") from None
+    watcher = ClientsFileWatcher(
+        settings.clients_file,
+        directory,
+        settings.clients_reload_seconds,
+        on_error=metrics.clients_reload_errors.inc,
+    )
+    return watcher.start()

@@ -24,6 +24,7 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import anyio
+from fastapi import HTTPException
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.sse import SseServerTransport
@@ -34,7 +35,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from memory_operator.server.auth import Access, ApiKeys, Caller, OutsideReach, authenticate
+from memory_operator.server.clients import Throttled
+from memory_operator.server.deps import admit, throttled
 from memory_operator.server.limits import MAX_MEMORY_IDS, Text
+from memory_operator.server.metrics import LIMIT_SCOPE_KEY, ServerMetrics
 from memory_operator.server.scope_id import InvalidScopeId, check_scope_id
 from memory_operator.server.store import (
     AppPaused,
@@ -72,6 +76,8 @@ Infer = Annotated[
     ),
 ]
 SESSION_ID = re.compile(rb"session_id=([0-9a-f]{32})")
+# The tools that write: each call counts against a client's write rate.
+WRITE_TOOLS = frozenset({"add_memories", "delete_memories", "delete_all_memories"})
 
 
 class ReadOnlyKey(ToolError):
@@ -117,12 +123,14 @@ ADD_DESCRIPTION = (
 )
 
 
-def build_mcp(service: Callable[[], MemoryService]) -> MCPServer:
+def build_mcp(service: Callable[[], MemoryService], metrics: ServerMetrics | None = None) -> MCPServer:
     """The MCP server with OpenMemory's five tools; `service` gives the ready memory service."""
     mcp = MCPServer(name="memory-operator", instructions="Long-term memory: add, search, list and delete.")
 
     def writable(caller: Caller) -> None:
         if caller.access < Access.write:
+            if caller.client is not None and metrics is not None:
+                metrics.client_denials.labels(client=caller.client.name).inc()
             raise ReadOnlyKey("Error: this API key is read-only")
 
     @mcp.tool(description=ADD_DESCRIPTION)
@@ -258,17 +266,39 @@ async def close_when_idle(
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: Any) -> None:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+async def _refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    detail: Any,
+    headers: dict[str, str] | None = None,
+) -> None:
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
     await JSONResponse({"detail": detail}, status_code=status, headers=headers)(scope, receive, send)
+
+
+async def _admitted_caller(scope: Scope, receive: Receive, send: Send, keys: ApiKeys) -> Caller | None:
+    """The request's caller once its key is valid and its client within its request rate; None after
+    answering 401 or 429 otherwise."""
+    caller = authenticate(scope["headers"], keys)
+    if caller is None:
+        await _refuse(scope, receive, send, 401, "Not authenticated")
+        return None
+    try:
+        admit(scope, caller, Access.read)
+    except HTTPException as error:
+        await _refuse(scope, receive, send, error.status_code, error.detail, dict(error.headers or {}))
+        return None
+    return caller
 
 
 async def admitted(scope: Scope, receive: Receive, send: Send, keys: ApiKeys) -> Caller | None:
     """The caller of an MCP request whose key and path ids are valid (their scope within its
-    reach); None after answering 401, 422 or 403 otherwise."""
-    caller = authenticate(scope["headers"], keys)
+    reach); None after answering 401, 429, 422 or 403 otherwise."""
+    caller = await _admitted_caller(scope, receive, send, keys)
     if caller is None:
-        await _refuse(scope, receive, send, 401, "Not authenticated")
         return None
     params = scope.get("path_params", {})
     errors = invalid_path_ids(params)
@@ -281,6 +311,71 @@ async def admitted(scope: Scope, receive: Receive, send: Send, keys: ApiKeys) ->
         await _refuse(scope, receive, send, 403, "This API key does not reach this user")
         return None
     return caller
+
+
+def write_calls(body: bytes) -> int:
+    """How many calls of a writing tool a JSON-RPC message (or batch) makes; 0 if it is not JSON."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return 0
+    messages = parsed if isinstance(parsed, list) else [parsed]
+    return sum(
+        1
+        for message in messages
+        if isinstance(message, dict)
+        and message.get("method") == "tools/call"
+        and isinstance(message.get("params"), dict)
+        and message["params"].get("name") in WRITE_TOOLS
+    )
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bytes | None]:
+    """The request's body messages as received, and the whole body (None past `limit` bytes or when
+    the client went away: then the SDK reads the rest and answers)."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, None
+        size += len(message.get("body", b""))
+        if size > limit:
+            return messages, None
+        if not message.get("more_body", False):
+            return messages, b"".join(m.get("body", b"") for m in messages)
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that gives back the messages already read, then reads on."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+async def admit_writes(
+    scope: Scope, receive: Receive, send: Send, caller: Caller, max_body_bytes: int
+) -> Receive | None:
+    """A POST's writing tool calls against its client's write rate (the body is read ahead and given
+    back); the receive to go on with, or None after answering 429."""
+    client = caller.client
+    if client is None or client.limits.writes is None or scope["method"] != "POST":
+        return receive
+    messages, body = await _read_body(receive, max_body_bytes)
+    replay = _replaying(messages, receive)
+    try:
+        for _ in range(write_calls(body) if body is not None else 0):
+            client.admit_write()
+    except Throttled as error:
+        scope[LIMIT_SCOPE_KEY] = error.limit
+        refusal = throttled(error)
+        await _refuse(scope, replay, send, 429, refusal.detail, dict(refusal.headers or {}))
+        return None
+    return replay
 
 
 def _act_as(scope: Scope, caller: Caller, user_id: str, client_name: str) -> None:
@@ -297,15 +392,21 @@ class McpEndpoint:
         manager: StreamableHTTPSessionManager,
         keys: ApiKeys,
         stream_idle_seconds: float = STREAM_IDLE_SECONDS,
+        max_body_bytes: int = 1024 * 1024,
     ) -> None:
         self.manager = manager
         self.keys = keys
         self.stream_idle_seconds = stream_idle_seconds
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         caller = await admitted(scope, receive, send, self.keys)
         if caller is None:
             return
+        admitted_receive = await admit_writes(scope, receive, send, caller, self.max_body_bytes)
+        if admitted_receive is None:
+            return
+        receive = admitted_receive
         params = scope["path_params"]
         _act_as(scope, caller, params["user_id"], params["client_name"])
         if scope["method"] == "GET":
@@ -336,6 +437,7 @@ class SseSessions:
         self.server = mcp._lowlevel_server  # the SDK's own SSE app runs this same server
         self.keys = keys
         self.max_sessions = max_sessions
+        self.max_body_bytes = max_body_bytes
         self.transport = SseServerTransport(
             MESSAGES_PATH,
             security_settings=transport_security(host, origins),
@@ -376,9 +478,8 @@ class SseSessions:
                 self.sessions.pop(session_id, None)
 
     async def post(self, scope: Scope, receive: Receive, send: Send) -> None:
-        caller = authenticate(scope["headers"], self.keys)
+        caller = await _admitted_caller(scope, receive, send, self.keys)
         if caller is None:
-            await _refuse(scope, receive, send, 401, "Not authenticated")
             return
         query = scope.get("query_string", b"").decode("latin-1")
         found = re.search(r"(?:^|&)session_id=([0-9a-f]{32})(?:&|$)", query)
@@ -393,8 +494,11 @@ class SseSessions:
             # Another key's session is answered as one that does not exist.
             await Response("Could not find session", status_code=404)(scope, receive, send)
             return
+        admitted_receive = await admit_writes(scope, receive, send, caller, self.max_body_bytes)
+        if admitted_receive is None:
+            return
         _act_as(scope, caller, session.user_id, session.client_name)
-        await self.transport.handle_post_message(scope, receive, send)
+        await self.transport.handle_post_message(scope, admitted_receive, send)
 
 
 class SseConnect:

@@ -8,6 +8,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Keys of the ASGI scope where authentication notes the request's client (by name, never its key)
+# and, for a 429, which of its rates refused it.
+CLIENT_SCOPE_KEY = "memory_operator.client"
+LIMIT_SCOPE_KEY = "memory_operator.throttled_by"
 
 
 class ServerMetrics:
@@ -44,6 +48,39 @@ class ServerMetrics:
             "New memories the language model could not file under categories (stored uncategorised).",
             registry=self.registry,
         )
+        # Per MemoryClient, by its name (the store's own keys are not counted here).
+        self.client_requests = Counter(
+            "memory_server_client_requests",
+            "Requests authenticated with a MemoryClient's key, by client and status code.",
+            ["client", "status"],
+            registry=self.registry,
+        )
+        self.client_denials = Counter(
+            "memory_server_client_denials",
+            "Requests of a MemoryClient refused with 403 (outside its scopes, or a write with a "
+            "read-only key), MCP tool calls refused for the same reasons included.",
+            ["client"],
+            registry=self.registry,
+        )
+        self.client_throttles = Counter(
+            "memory_server_client_throttles",
+            "Requests of a MemoryClient refused with 429, by the rate that refused them (requests, writes).",
+            ["client", "limit"],
+            registry=self.registry,
+        )
+        self.clients_reload_errors = Counter(
+            "memory_server_clients_reload_errors",
+            "Reloads of the clients file that failed (the previous clients were kept).",
+            registry=self.registry,
+        )
+
+    def client_request(self, client: str, status: int, limit: str | None) -> None:
+        """A client's request as it ended: counted, and as a denial or a throttle when it was one."""
+        self.client_requests.labels(client=client, status=str(status)).inc()
+        if status == 403:
+            self.client_denials.labels(client=client).inc()
+        elif status == 429:
+            self.client_throttles.labels(client=client, limit=limit or "requests").inc()
 
     def operation(self, kind: str, count: int = 1) -> None:
         self.operations.labels(kind=kind).inc(count)
@@ -84,3 +121,6 @@ class MetricsMiddleware:
             method = scope.get("method", "")
             self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
             self.metrics.latency.labels(method=method, route=route).observe(time.perf_counter() - started)
+            client = scope.get(CLIENT_SCOPE_KEY)
+            if client is not None:
+                self.metrics.client_request(str(client), status, scope.get(LIMIT_SCOPE_KEY))

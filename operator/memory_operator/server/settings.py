@@ -9,6 +9,9 @@ from typing import Any
 LOCAL_EMBEDDER_DIMS = 384
 DEFAULT_COLLECTION = "memories"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# How often the clients file is checked for changes: the bound, once the file changed, for a removed
+# client's key to be refused.
+DEFAULT_CLIENTS_RELOAD_SECONDS = 2.0
 # Written where no LLM is configured: mem0 builds an LLM client even when it never calls it, so it
 # gets an address on which nothing listens instead of a real provider's.
 UNUSED_LLM_URL = "http://127.0.0.1:9/v1"
@@ -44,6 +47,9 @@ class ServerSettings:
     host: str = "0.0.0.0"
     # Browser origins allowed to call the API (CORS); none means CORS is off.
     cors_allowed_origins: tuple[str, ...] = ()
+    # The clients file (per-client keys, scopes and quotas), polled for changes; None: no clients.
+    clients_file: Path | None = None
+    clients_reload_seconds: float = DEFAULT_CLIENTS_RELOAD_SECONDS
 
     @property
     def embedding_dims(self) -> int:

@@ -32,6 +32,7 @@ from memory_operator.server.config import ServerConfig, default_expiration_date
 from memory_operator.server.limits import MAX_MESSAGES, search_filters
 from memory_operator.server.metrics import ServerMetrics
 from memory_operator.server.scope_id import InvalidScopeId, check_scope_id
+from memory_operator.server.scope_rules import ScopeRules
 from memory_operator.synthetic import CANARY_USER_ID, synthetic_condition
 
 if TYPE_CHECKING:
@@ -197,8 +198,9 @@ class Reach:
 
 
 EVERYTHING = Reach()
-# Whose memories an operation may touch: a request's scope, or a key's whole reach.
-Owner = Scope | Reach
+# Whose memories an operation may touch: a request's scope, or a key's whole reach (the store's keys'
+# `Reach`, a client's `ScopeRules`).
+Owner = Scope | Reach | ScopeRules
 
 
 @dataclass(frozen=True)
@@ -386,8 +388,11 @@ class MemoryService:
             raise MemoryNotFound(missing)
         return found
 
-    def scroll(self, query: qm.Filter, with_bookkeeping: bool = False) -> list[qm.Record]:
-        """Every point the filter matches (without the history unless asked for)."""
+    def scroll(
+        self, query: qm.Filter, with_bookkeeping: bool = False, within: Owner | None = None
+    ) -> list[qm.Record]:
+        """Every point the filter matches (without the history unless asked for), and, given an owner,
+        within it: a client's id prefixes are checked here, Qdrant matching exact values only."""
         payload: bool | qm.PayloadSelectorExclude = (
             True if with_bookkeeping else qm.PayloadSelectorExclude(exclude=BOOKKEEPING_KEYS)
         )
@@ -402,7 +407,7 @@ class MemoryService:
                 with_payload=payload,
                 with_vectors=False,
             )
-            records.extend(page)
+            records.extend(page if within is None else [r for r in page if within.contains(r.payload or {})])
             if offset is None:
                 return records
 
@@ -424,7 +429,7 @@ class MemoryService:
         """The owner's memories, newest first, narrowed by state, app, categories and a substring."""
 
         def action() -> list[StoredMemory]:
-            records = self.scroll(scope_filter(owner, states, app, categories))
+            records = self.scroll(scope_filter(owner, states, app, categories), within=owner)
             today = self.today()
             needle = text.casefold() if text else None
             memories = [
@@ -535,7 +540,7 @@ class MemoryService:
             query.must = [*(query.must or []), *owner.conditions()]
             found = [
                 memory_from_payload(r.id, r.payload or {})
-                for r in self.scroll(query)
+                for r in self.scroll(query, within=owner)
                 if str(r.id) != memory_id
             ]
             shared = set(source.categories)

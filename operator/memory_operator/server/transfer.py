@@ -145,7 +145,9 @@ def export_records(
             return 0.0
 
     def action() -> list[dict[str, Any]]:
-        records = service.scroll(scope_filter(owner, STORED_STATES, app=app), with_bookkeeping=True)
+        records = service.scroll(
+            scope_filter(owner, STORED_STATES, app=app), with_bookkeeping=True, within=owner
+        )
         memories = [memory_from_payload(r.id, r.payload or {}) for r in records]
         kept = [
             m

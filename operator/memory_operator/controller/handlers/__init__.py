@@ -22,10 +22,11 @@ class Context:
 
 
 def register_all(registry: kopf.OperatorRegistry, context: Context) -> None:
-    from memory_operator.controller.handlers import backup, operator, policy, store
+    from memory_operator.controller.handlers import backup, client, operator, policy, store
 
     cache.register(registry)
     operator.register(registry, context)
     store.register(registry, context)
     policy.register(registry, context)
     backup.register(registry, context)
+    client.register(registry, context)

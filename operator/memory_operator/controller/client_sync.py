@@ -1,0 +1,82 @@
+"""A MemoryClient's reconcile: read the cache, decide (controller/clients.py), write what changed.
+
+Writes: the client's Secret (server-side apply, owned by the MemoryClient), its status (its own field
+manager) and Events. A key is generated when the client has no Secret, and kept until the watch shows
+the Secret with it, so that a second reconcile before then writes the same key, never another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from memory_operator.controller import clients, grants, status
+from memory_operator.controller.act import post
+from memory_operator.controller.cache import Cache
+from memory_operator.controller.kube import CLIENT, Kube
+from memory_operator.render import clients as render_clients
+from memory_operator.render import names
+
+logger = logging.getLogger("memory_operator.controller")
+
+
+class ClientSync:
+    """Converges MemoryClients; one reconcile at a time per client."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self._locks: dict[tuple[str, str], asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._fresh: dict[str, str] = {}
+        # The store each client named when last seen: a client moved to another store leaves the
+        # first one's clients file too.
+        self.stores: dict[tuple[str, str], str] = {}
+
+    async def sync(self, cache: Cache, namespace: str, name: str) -> None:
+        async with self._locks[(namespace, name)]:
+            await self._sync(cache, namespace, name)
+
+    async def _sync(self, cache: Cache, namespace: str, name: str) -> None:
+        body = cache.client(namespace, name)
+        if body is None:
+            return
+        store_name = str((body.get("spec") or {}).get("store") or "")
+        secret = cache.secret(namespace, names.client_secret_name(name))
+        store = cache.store(namespace, store_name) if store_name else None
+        clients_secret = None
+        if store_name:
+            named = render_clients.store_named(namespace, store_name)
+            clients_secret = cache.secret(namespace, names.clients_secret_name(named))
+        decision = clients.decide_client(
+            body,
+            store=store,
+            secret=secret,
+            clients_secret=clients_secret,
+            fresh_key=self._fresh_key(str(body["metadata"].get("uid")), secret),
+            now=status.now_rfc3339(),
+        )
+        if decision.secret is not None:
+            rotated = "" if secret is not None else " (new key)"
+            secret_name = names.client_secret_name(name)
+            logger.info("applying Secret %s/%s of MemoryClient %s%s", namespace, secret_name, name, rotated)
+            await self.kube.apply(decision.secret)
+        if decision.status is not None:
+            await self.kube.apply_status(CLIENT, namespace, name, decision.status, clients.FIELD_MANAGER)
+        for event in decision.events:
+            post(event)
+
+    def _fresh_key(self, uid: str, secret: Mapping[str, Any] | None) -> str:
+        """The key for a client whose Secret has none: the same one until the Secret shows with it."""
+        live = grants.secret_value(secret, render_clients.KEY)
+        if live:
+            self._fresh.pop(uid, None)
+            return live
+        return self._fresh.setdefault(uid, clients.generate_key())
+
+    def forget(self, namespace: str, name: str, uid: str | None) -> None:
+        self.stores.pop((namespace, name), None)
+        self._locks.pop((namespace, name), None)
+        if uid:
+            self._fresh.pop(uid, None)

@@ -1,0 +1,95 @@
+"""MemoryClient handlers: event handlers only (Kopf keeps no state on the objects, so needs no patch).
+
+A client's reconcile runs when the client, its Secret, its store or its store's clients Secret
+changes; the store's reconcile (which renders the clients Secret) runs when a client or a client's
+Secret changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from memory_operator import labels
+from memory_operator.api.common import GROUP, VERSION
+from memory_operator.controller.cache import Cache
+from memory_operator.controller.client_sync import ClientSync
+from memory_operator.controller.handlers import Context
+from memory_operator.render import clients as render_clients
+from memory_operator.render import names
+
+CLIENTS = (GROUP, VERSION, "memoryclients")
+STORES = (GROUP, VERSION, "memorystores")
+
+
+def register(registry: kopf.OperatorRegistry, context: Context) -> None:
+    reconciler = context.reconciler
+    sync = ClientSync(context.kube)
+
+    async def reconcile_stores(cache: Cache, namespace: str, stores: set[str]) -> None:
+        for store in sorted(s for s in stores if s and cache.store(namespace, s) is not None):
+            await reconciler.reconcile_soon(cache, namespace, store, trigger="client")
+
+    @kopf.on.event(*CLIENTS, registry=registry, id="client")
+    async def client_changed(
+        type: str | None, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
+        cache = Cache.of(kwargs)
+        store = str((body.get("spec") or {}).get("store") or "")
+        previous = sync.stores.get((namespace, name))
+        if type == "DELETED":
+            sync.forget(namespace, name, body["metadata"].get("uid"))
+        else:
+            sync.stores[(namespace, name)] = store
+            await sync.sync(cache, namespace, name)
+        if type is not None:  # the initial listing: the stores' own resume handlers reconcile them
+            await reconcile_stores(cache, namespace, {store, previous or ""})
+
+    # The client's Secret: made, changed or deleted (a deleted one is made again with a new key).
+    @kopf.on.event(
+        "", "v1", "secrets", registry=registry, id="client-secret", labels={labels.CLIENT: kopf.PRESENT}
+    )
+    async def client_secret_changed(
+        type: str | None, namespace: str | None, labels: kopf.Labels, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
+        cache = Cache.of(kwargs)
+        client = cache.client(namespace, labels[_CLIENT])
+        if client is None:
+            return
+        await sync.sync(cache, namespace, client["metadata"]["name"])
+        if type is not None:
+            await reconcile_stores(cache, namespace, {str((client.get("spec") or {}).get("store") or "")})
+
+    # What a store's servers read changed: its clients may be admitted now.
+    @kopf.on.event(
+        "", "v1", "secrets", registry=registry, id="clients-file", labels={labels.STORE: kopf.PRESENT}
+    )
+    async def clients_file_changed(
+        namespace: str | None, name: str, labels: kopf.Labels, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
+        store = labels[_STORE]
+        if name != names.clients_secret_name(render_clients.store_named(namespace, store)):
+            return
+        await sync_store_clients(Cache.of(kwargs), namespace, store)
+
+    # A store made or deleted: its clients' `StoreNotFound` comes or goes.
+    @kopf.on.event(*STORES, registry=registry, id="store-clients")
+    async def store_changed(
+        type: str | None, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
+        appeared_or_went = type in ("ADDED", "DELETED") or bool(body["metadata"].get("deletionTimestamp"))
+        if appeared_or_went:
+            await sync_store_clients(Cache.of(kwargs), namespace, name)
+
+    async def sync_store_clients(cache: Cache, namespace: str, store: str) -> None:
+        for client in cache.clients(namespace):
+            if (client.get("spec") or {}).get("store") == store:
+                await sync.sync(cache, namespace, client["metadata"]["name"])
+
+
+_CLIENT, _STORE = labels.CLIENT, labels.STORE
