@@ -84,6 +84,7 @@ REPRESENTATIVE_SPECS: dict[str, dict[str, Any]] = {
     },
     "restore-without-destination": {"bootstrap": {"fromBackup": {"name": "nightly-1"}}},
     "server-config": {"server": {"config": SERVER_CONFIG}},
+    "canary": {"monitoring": {"canary": {"schedule": "*/10 * * * *", "topK": 3, "minRecall": 0.9}}},
     "everything": {
         "vectorStore": {"replicas": 5, "collection": {"replicationFactor": 3, "onDisk": True}},
         "server": {

@@ -112,6 +112,7 @@ BASE: dict[str, Any] = {
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/a"}},
     },
     "imagePullSecrets": [{"name": "regcred"}],
+    "monitoring": {"canary": {}},
 }
 S3 = {
     "bucket": "memories",
@@ -176,6 +177,11 @@ STORE_CHANGES: dict[str, Any] = {
     "jobs.resources.requests": {"cpu": "100m"},
     "jobs.resources.limits": {"cpu": "2"},
     "imagePullSecrets[].name": "other-regcred",
+    "monitoring.canary.schedule": "*/5 * * * *",
+    "monitoring.canary.topK": 10,
+    "monitoring.canary.minRecall": 0.9,
+    "monitoring.canary.maxLatencyP95Milliseconds": 500,
+    "monitoring.canary.suspend": True,
     **{f"{owner}.{leaf}": value for owner in POD_OWNERS for leaf, value in POD_CHANGES.items()},
 }
 BASES: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -184,8 +190,12 @@ BASES: dict[str, Callable[[dict[str, Any]], None]] = {
     "vectorStore.snapshots.storageClassName": lambda spec: spec["vectorStore"].update(
         snapshots={"claim": True}
     ),
-    "server.user": lambda spec: spec["server"].update(flavor="openmemory", config=None),
-    "server.flavor": lambda spec: spec["server"].update(config=None),
+    # The canary needs the builtin server.
+    "server.user": lambda spec: (
+        spec["server"].update(flavor="openmemory", config=None),
+        spec.pop("monitoring"),
+    ),
+    "server.flavor": lambda spec: (spec["server"].update(config=None), spec.pop("monitoring")),
     "backup.destination.s3": lambda spec: spec["backup"].update(destination={"s3": dict(S3)}),
 }
 
@@ -293,10 +303,16 @@ POLICY_CHANGES: dict[str, Any] = {
     "honorExpirationDate": False,
     "dryRun": True,
     "suspend": True,
+    "audit.staleAfter": "30d",
+    "audit.nearDuplicates": False,
+    "audit.nearDuplicateSimilarity": 0.9,
+    "audit.dedupe": "exact",
+    "audit.sampleSize": 3,
 }
 POLICY_BASE = {
     "selector": {"matchLabels": {"team": "x"}},
     "rules": [{"name": "old", "maxAge": "7d", "match": {"metadata": {"type": "t"}, "categories": ["c"]}}],
+    "audit": {},
 }
 
 

@@ -22,8 +22,11 @@ logger = logging.getLogger("memory_operator.controller")
 # Waiting for the garbage collector to orphan a StatefulSet's pods before applying it again.
 ORPHAN_DELETE_POLLS = 60
 ORPHAN_DELETE_POLL_SECONDS = 0.5
-# The store's status fields the reconcile writes (`memoryCount` has a writer of its own).
+# The store's status fields the reconcile writes: all but those of writers of their own, `memoryCount`
+# (counting) and `lastCanary` (the canary's results).
 COUNT_FIELD = "memoryCount"
+CANARY_FIELD = "lastCanary"
+OTHER_WRITERS_FIELDS = (COUNT_FIELD, CANARY_FIELD)
 
 
 async def act(kube: Kube, namespace: str, decision: Decision, trigger: str) -> Problem | None:
@@ -102,9 +105,10 @@ async def report(kube: Kube, body: Mapping[str, Any], decision: Decision) -> Non
     meta = body["metadata"]
     if decision.status is not None:
         new = decision.status.wire()
-        new.pop(COUNT_FIELD, None)
         old = dict(body.get("status") or {})
-        old.pop(COUNT_FIELD, None)
+        for field in OTHER_WRITERS_FIELDS:
+            new.pop(field, None)
+            old.pop(field, None)
         if status.changed(old, new):
             await kube.apply_status(STORE, meta["namespace"], meta["name"], new)
     for event in decision.events:

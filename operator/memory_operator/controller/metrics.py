@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -85,3 +86,98 @@ def _remove(gauge: Gauge, labels: dict[str, str]) -> None:
 def serve(port: int, address: str) -> None:
     """Serve `/metrics` on a thread of its own."""
     start_http_server(port, addr=address)
+
+
+# The recall canary of each store (`spec.monitoring.canary`), from its `status.lastCanary`.
+STORE_LABELS = ["namespace", "store"]
+CANARY_RECALL = Gauge(
+    "memory_operator_canary_recall", "recall@k of the store's last canary run (0 to 1).", STORE_LABELS
+)
+CANARY_LATENCY = Gauge(
+    "memory_operator_canary_latency_seconds",
+    "Latency of the last canary run's searches, as its client saw them, by quantile (0.5, 0.95).",
+    [*STORE_LABELS, "quantile"],
+)
+CANARY_PASSED = Gauge(
+    "memory_operator_canary_passed", "1 when the store's last canary run passed, else 0.", STORE_LABELS
+)
+CANARY_LAST_RUN = Gauge(
+    "memory_operator_canary_last_run_timestamp_seconds",
+    "Unix time when the store's last canary run finished.",
+    STORE_LABELS,
+)
+CANARY_RECALL_THRESHOLD = Gauge(
+    "memory_operator_canary_recall_threshold",
+    "The store's canary minRecall: the canary alert fires below it.",
+    STORE_LABELS,
+)
+CANARY_LATENCY_BOUND = Gauge(
+    "memory_operator_canary_latency_p95_bound_seconds",
+    "The store's canary bound on the p95 search latency: the canary alert fires above it.",
+    STORE_LABELS,
+)
+CANARY_RUNS = Counter(
+    "memory_operator_canary_runs_total", "Canary runs seen finished, by result.", [*STORE_LABELS, "result"]
+)
+_CANARY_GAUGES = {
+    "recall": CANARY_RECALL,
+    "passed": CANARY_PASSED,
+    "time": CANARY_LAST_RUN,
+    "min_recall": CANARY_RECALL_THRESHOLD,
+    "max_p95_seconds": CANARY_LATENCY_BOUND,
+}
+
+# The audit of each store by each policy (`spec.audit`), from the policy's `lastRuns`.
+POLICY_LABELS = ["namespace", "store", "policy"]
+AUDIT_DUPLICATES = Gauge(
+    "memory_operator_audit_duplicates",
+    "Duplicates found by the last audit: exact (copies beyond the oldest) or near (pairs).",
+    [*POLICY_LABELS, "kind"],
+)
+AUDIT_STALE = Gauge(
+    "memory_operator_audit_stale_memories",
+    "Memories not updated for longer than the policy's staleAfter, at the last audit.",
+    POLICY_LABELS,
+)
+AUDIT_MEMORIES = Gauge(
+    "memory_operator_audit_memories", "Memories the last audit went through.", POLICY_LABELS
+)
+AUDIT_DEDUPLICATED = Counter(
+    "memory_operator_audit_deduplicated_total",
+    "Exact duplicates deleted by audits (dedupe: exact).",
+    POLICY_LABELS,
+)
+
+
+def _unset(gauge: Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        gauge.remove(*labels)
+
+
+def record_canary(namespace: str, store: str, gauges: Mapping[str, float] | None) -> None:
+    """The store's canary gauges; all unset when it has no canary (or no run yet), or is gone."""
+    for key, gauge in _CANARY_GAUGES.items():
+        if gauges is not None and key in gauges:
+            gauge.labels(namespace, store).set(gauges[key])
+        else:
+            _unset(gauge, namespace, store)
+    for quantile, key in (("0.5", "p50_seconds"), ("0.95", "p95_seconds")):
+        if gauges is not None and key in gauges:
+            CANARY_LATENCY.labels(namespace, store, quantile).set(gauges[key])
+        else:
+            _unset(CANARY_LATENCY, namespace, store, quantile)
+
+
+def record_audit(namespace: str, store: str, policy: str, figures: Mapping[str, float] | None) -> None:
+    """The audit gauges of a store by a policy; unset when its last run had no audit."""
+    labels = (namespace, store, policy)
+    for kind in ("exact", "near"):
+        if figures is not None and kind in figures:
+            AUDIT_DUPLICATES.labels(*labels, kind).set(figures[kind])
+        else:
+            _unset(AUDIT_DUPLICATES, *labels, kind)
+    for gauge, key in ((AUDIT_STALE, "stale"), (AUDIT_MEMORIES, "memories")):
+        if figures is not None:
+            gauge.labels(*labels).set(figures[key])
+        else:
+            _unset(gauge, *labels)

@@ -1,6 +1,6 @@
 """The writers besides the store's reconcile: a backup's status, a policy's status, an expiration run's
-entry and the scheduled MemoryBackups. Each reads the cache, decides with a pure function, then writes
-only what changed (server-side apply with a field manager of its own)."""
+entry, a canary run's `lastCanary` and the scheduled MemoryBackups. Each reads the cache, decides with
+a pure function, then writes only what changed (server-side apply with a field manager of its own)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from memory_operator.api.store import MemoryStore
-from memory_operator.controller import backups, metrics, policies, schedule, status
+from memory_operator.controller import backups, metrics, policies, quality, schedule, status
 from memory_operator.controller.act import post
 from memory_operator.controller.cache import Cache
-from memory_operator.controller.kube import BACKUP, POLICY, Kube
+from memory_operator.controller.kube import BACKUP, POLICY, STORE, Kube
 from memory_operator.render import backup as backup_render
 from memory_operator.render import names
 
@@ -80,9 +80,47 @@ async def record_run(
     metrics.EXPIRATION_RUNS.labels(
         namespace=namespace, store=store_name, policy=policy_name, result=result
     ).inc()
+    figures = quality.audit_figures(record.run)
+    if figures is not None:
+        metrics.record_audit(namespace, store_name, policy_name, figures)
+        if figures["deduplicated"]:
+            metrics.AUDIT_DEDUPLICATED.labels(namespace, store_name, policy_name).inc(figures["deduplicated"])
     for event in record.events:
         post(event)
     return True
+
+
+async def record_canary(kube: Kube, cache: Cache, job: Mapping[str, Any], store_name: str) -> bool:
+    """A canary Job's result as its store's `lastCanary` (a writer of its own); whether it was new."""
+    namespace, job_name = job["metadata"]["namespace"], job["metadata"]["name"]
+    store = cache.store(namespace, store_name)
+    if store is None or store["metadata"].get("deletionTimestamp"):
+        return False
+    record = quality.canary_record(store, job, cache.job_pods(namespace, job_name), status.now_rfc3339())
+    if record is None:
+        return False
+    await kube.apply_status(
+        STORE, namespace, store_name, {quality.LAST_CANARY: record.last_canary}, quality.CANARY_MANAGER
+    )
+    result = "passed" if record.last_canary["passed"] else "failed"
+    metrics.CANARY_RUNS.labels(namespace, store_name, result).inc()
+    updated = {**store, "status": {**(store.get("status") or {}), quality.LAST_CANARY: record.last_canary}}
+    metrics.record_canary(namespace, store_name, quality.canary_gauges(updated))
+    for event in record.events:
+        post(event)
+    return True
+
+
+def quality_metrics(cache: Cache, namespace: str, store_name: str) -> None:
+    """The store's canary and audit gauges from its status and its policies' (after a restart too)."""
+    store = cache.store(namespace, store_name)
+    gone = store is None or bool(store["metadata"].get("deletionTimestamp"))
+    metrics.record_canary(namespace, store_name, None if gone else quality.canary_gauges(store or {}))
+    for policy in cache.policies(namespace):
+        for run in (policy.get("status") or {}).get("lastRuns") or []:
+            if run.get("store") == store_name:
+                figures = None if gone else quality.audit_figures(run)
+                metrics.record_audit(namespace, store_name, policy["metadata"]["name"], figures)
 
 
 async def schedule_backup(kube: Kube, cache: Cache, namespace: str, name: str) -> str | None:

@@ -57,6 +57,8 @@ SCOPE_PAGE = 64
 SCORE_EPSILON = 1e-6
 DELETE_BATCH = 256
 RETRIEVE_BATCH = 256
+# Payload pages of the audit's one pass over the collection: a few small keys per memory.
+READ_PAGE = 2048
 # Rows of a scope's similarity matrix computed at once (local mode): 256 rows of a 100k-memory scope
 # are 100 MB of scores.
 MATRIX_ROWS = 256
@@ -101,7 +103,7 @@ def _scope_of(payload: dict[str, object]) -> Scope:
 def read_memories(client: QdrantClient, collection: str) -> list[Memory]:
     """Every memory of the collection but the synthetic ones: the audited keys only, no vectors."""
     memories = []
-    for record in purge.scroll(client, collection, None, payload=AUDITED_PAYLOAD):
+    for record in purge.scroll(client, collection, None, payload=AUDITED_PAYLOAD, page_size=READ_PAGE):
         payload = dict(record.payload or {})
         if is_synthetic(payload):
             continue
@@ -265,7 +267,8 @@ class InProcessSimilarity:
         rows: dict[str, list[float]] = {}
         for start in range(0, len(memories), RETRIEVE_BATCH):
             points = [m.point_id for m in memories[start : start + RETRIEVE_BATCH]]
-            for record in self.client.retrieve(self.collection, ids=points, with_vectors=True):
+            found = self.client.retrieve(self.collection, ids=points, with_payload=False, with_vectors=True)
+            for record in found:
                 vector = record.vector
                 if isinstance(vector, list):
                     rows[str(record.id)] = vector  # type: ignore[assignment]

@@ -60,12 +60,14 @@ def scroll(
     query: qm.Filter | None,
     payload: Sequence[str] | bool = False,
     limit: int | None = None,
+    page_size: int = SCROLL_PAGE,
 ) -> Iterator[qm.Record]:
     """Every point `query` matches (at most `limit`), page by page, without vectors."""
     offset: qm.ExtendedPointId | None = None
     seen = 0
+    size = page_size
     while True:
-        page_size = SCROLL_PAGE if limit is None else min(SCROLL_PAGE, limit - seen)
+        page_size = size if limit is None else min(size, limit - seen)
         if page_size <= 0:
             return
         records, offset = client.scroll(

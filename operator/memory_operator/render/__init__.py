@@ -16,6 +16,7 @@ from memory_operator.api.policy import MemoryPolicy
 from memory_operator.api.store import MemoryStore, ServerFlavor
 from memory_operator.render import (
     backup,
+    canary,
     clients,
     collection,
     disruption,
@@ -156,6 +157,7 @@ def render_store(
         restore_source=directives.restore_source,
         images=pulled,
     )
+    manifests += canary.render(store, settings.jobs_image, jobs_account, pulled)
     if directives.collection:
         manifests.append(collection.collection_job(store, settings.jobs_image, jobs_account, pulled))
     return _in_apply_order(manifests)

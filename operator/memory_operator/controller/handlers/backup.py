@@ -1,4 +1,4 @@
-"""MemoryBackup handlers, and the results of the Jobs of backups and expiration runs."""
+"""MemoryBackup handlers, and the results of the Jobs of backups, expiration runs and canary runs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from memory_operator.controller import sync
 from memory_operator.controller.backups import is_waiting
 from memory_operator.controller.cache import Cache
 from memory_operator.controller.handlers import Context
+from memory_operator.render.meta import CANARY
 
 BACKUPS = ("memory-operator.io", "v1alpha1", "memorybackups")
 
@@ -60,6 +61,22 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         cache = Cache.of(kwargs)
         if await sync.record_run(kube, cache, dict(body), labels[_POLICY], labels[_STORE]):
             await sync.sync_policy(kube, cache, namespace, labels[_POLICY])
+
+    # A finished canary run is the store's `lastCanary`.
+    @kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        registry=registry,
+        id="canary-job",
+        labels={labels.COMPONENT_KEY: CANARY, labels.STORE: kopf.PRESENT},
+    )
+    async def canary_job_changed(
+        type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
+        if type != "DELETED":
+            await sync.record_canary(kube, Cache.of(kwargs), dict(body), labels[_STORE])
 
 
 def _unfinished(body: kopf.Body, **_: Any) -> bool:

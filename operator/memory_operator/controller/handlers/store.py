@@ -45,6 +45,8 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         await reconciler.reconcile(cache, namespace, name, trigger=str(reason))
         # A store's labels decide which policies select it.
         await sync.sync_policies(kube, cache, namespace)
+        # The quality gauges come from status: a restarted operator has them again.
+        sync.quality_metrics(cache, namespace, name)
 
     # Drift repair: children changed or deleted behind the operator's back come back. After a restart
     # every store's timer starts at once: the first run of each waits a share of the period of its own.
@@ -78,10 +80,12 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         await reconciler.release(cache, dict(body))
 
     @kopf.on.event(*STORES, registry=registry, id="store-gone")
-    async def store_gone(type: str, namespace: str | None, **kwargs: Any) -> None:
+    async def store_gone(type: str, namespace: str | None, name: str, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
         if type == "DELETED":
-            await sync.sync_policies(kube, Cache.of(kwargs), namespace)
+            cache = Cache.of(kwargs)
+            await sync.sync_policies(kube, cache, namespace)
+            sync.quality_metrics(cache, namespace, name)
 
     # Readiness comes from the workloads' own status, a restore's outcome from its Job: re-read them
     # when they change.
