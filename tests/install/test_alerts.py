@@ -87,7 +87,7 @@ def test_the_rules_and_their_templates_are_valid(tmp_path: Path) -> None:
     rules_file.write_text(yaml.safe_dump({"groups": rule_groups()}))
     result = run([tool("promtool"), "check", "rules", rules_file], check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_backup_missing_fires_for_a_store_that_never_had_a_successful_backup(tmp_path: Path) -> None:
@@ -192,6 +192,72 @@ def test_reconcile_errors_fire_on_errors(tmp_path: Path) -> None:
                         "alertname": "MemoryOperatorReconcileErrors",
                         "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
                     },
+                ],
+            }
+        ],
+    )
+
+
+RECALL = "memory_operator_canary_recall"
+RECALL_THRESHOLD = "memory_operator_canary_recall_threshold"
+LATENCY = "memory_operator_canary_latency_seconds"
+LATENCY_BOUND = "memory_operator_canary_latency_p95_bound_seconds"
+
+
+def test_canary_recall_low_fires_below_each_stores_own_threshold(tmp_path: Path) -> None:
+    hours = 2
+    promtool_test(
+        tmp_path,
+        without_annotations(rule_groups()),
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # recall 1.0 for an hour, then a run finds 80% of the facts
+                    series(RECALL, f"{constant(1, 1)} {constant(0.8, 1)}", **OPERATOR, **store("dropping")),
+                    series(RECALL_THRESHOLD, constant(0.95, hours), **OPERATOR, **store("dropping")),
+                    # exactly at the default threshold: not below it
+                    series(RECALL, constant(0.95, hours), **OPERATOR, **store("edge")),
+                    series(RECALL_THRESHOLD, constant(0.95, hours), **OPERATOR, **store("edge")),
+                    # a store that accepts 0.75 with 0.8
+                    series(RECALL, constant(0.8, hours), **OPERATOR, **store("lenient")),
+                    series(RECALL_THRESHOLD, constant(0.75, hours), **OPERATOR, **store("lenient")),
+                    # a store that demands 1.0 with 0.97
+                    series(RECALL, constant(0.97, hours), **OPERATOR, **store("strict")),
+                    series(RECALL_THRESHOLD, constant(1, hours), **OPERATOR, **store("strict")),
+                ],
+                "alert_rule_test": [
+                    alerts("MemoryStoreCanaryRecallLow", "4m"),
+                    alerts("MemoryStoreCanaryRecallLow", "50m", store("strict")),
+                    # the drop at 1 hour, then the rule's 5 minutes
+                    alerts("MemoryStoreCanaryRecallLow", "1h3m", store("strict")),
+                    alerts("MemoryStoreCanaryRecallLow", "1h10m", store("dropping"), store("strict")),
+                ],
+            }
+        ],
+    )
+
+
+def test_canary_latency_high_fires_above_each_stores_bound(tmp_path: Path) -> None:
+    hours = 1
+    promtool_test(
+        tmp_path,
+        without_annotations(rule_groups()),
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    series(LATENCY, constant(2.5, hours), **OPERATOR, **store("slow"), quantile="0.95"),
+                    series(LATENCY, constant(0.1, hours), **OPERATOR, **store("slow"), quantile="0.5"),
+                    series(LATENCY_BOUND, constant(2, hours), **OPERATOR, **store("slow")),
+                    # slow median, fast enough p95 for its bound: the median never alerts
+                    series(LATENCY, constant(0.4, hours), **OPERATOR, **store("fine"), quantile="0.95"),
+                    series(LATENCY, constant(3, hours), **OPERATOR, **store("fine"), quantile="0.5"),
+                    series(LATENCY_BOUND, constant(0.5, hours), **OPERATOR, **store("fine")),
+                ],
+                "alert_rule_test": [
+                    alerts("MemoryStoreCanaryLatencyHigh", "3m"),
+                    alerts("MemoryStoreCanaryLatencyHigh", "10m", store("slow")),
                 ],
             }
         ],

@@ -443,6 +443,8 @@ def test_prometheus_rule_alerts_on_the_operator_metrics() -> None:
         "MemoryPolicyExpirationFailing",
         "MemoryOperatorReconcileErrors",
         "MemoryOperatorReconcileSlow",
+        "MemoryStoreCanaryRecallLow",
+        "MemoryStoreCanaryLatencyHigh",
     }
     for alert in alerts.values():
         assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}
