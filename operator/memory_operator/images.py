@@ -27,3 +27,18 @@ def relocate(image: str, registry: str | None) -> str:
     first, _, rest = image.partition("/")
     path = rest if rest and _has_registry(first) else image
     return f"{registry.rstrip('/')}/{path}"
+
+
+def tag_version(image: str) -> tuple[int, int, int] | None:
+    """The version an image's tag names: (1, 16, 3) of `qdrant/qdrant:v1.16.3-unprivileged`; `None` for
+    a tag that names none (`latest`, `dev`) or a reference by digest alone."""
+    reference = image.split("@", 1)[0]
+    last = reference.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return None
+    tag = last.split(":", 1)[1].lstrip("v").split("-", 1)[0]
+    parts = tag.split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:3]):
+        return None
+    major, minor, *rest = (int(p) for p in parts[:3])
+    return major, minor, rest[0] if rest else 0

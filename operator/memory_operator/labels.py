@@ -23,6 +23,9 @@ BACKUP = f"{PREFIX}/backup"
 RESTORE = f"{PREFIX}/restore-from"
 # On the collection Job: a digest of the collection settings it applies.
 COLLECTION_SETTINGS = f"{PREFIX}/collection-settings"
+# On the upgrade check Jobs of a rolling Qdrant upgrade and the MemoryBackup taken before it: a digest
+# of the Qdrant image the store moves to.
+QDRANT_UPGRADE = f"{PREFIX}/qdrant-upgrade"
 # On MemoryBackups the operator creates on the store's schedule.
 SCHEDULED = f"{PREFIX}/scheduled"
 # On a MemoryClient's Secret: the client's name.

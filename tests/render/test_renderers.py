@@ -457,7 +457,7 @@ def test_qdrant_network_policy() -> None:
         "app.kubernetes.io/name": "memory-operator",
         "memory-operator.io/store": "mem",
     }
-    assert job_peer["podSelector"]["matchExpressions"][0]["values"] == ["backup", "expiration", "collection"]
+    assert job_peer["podSelector"]["matchExpressions"][0]["values"] == ["backup", "expiration", "collection", "upgrade"]
     assert operator_peer == {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "memory-operator"}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "memory-operator"}},

@@ -63,6 +63,17 @@ AUDIT_POLICY = {
             "verbs": ["get", "list", "watch"],
             "users": ["system:kube-controller-manager", "system:kube-scheduler", "system:apiserver"],
         },
+        # Status writes with what they wrote: a test that finds one can say what changed.
+        {
+            "level": "Request",
+            "verbs": ["patch", "update"],
+            "resources": [
+                {
+                    "group": "memory-operator.io",
+                    "resources": ["memorystores/status", "memorypolicies/status", "memorybackups/status"],
+                }
+            ],
+        },
         {"level": "Metadata"},
     ],
 }

@@ -24,6 +24,7 @@ CLUSTER_NOT_READY = "ClusterNotReady"
 QDRANT_ERROR = "QdrantError"
 INCOMPATIBLE_COLLECTION = "IncompatibleCollection"
 REPLICATION_INCOMPLETE = "ReplicationIncomplete"
+SHARDS_NOT_ACTIVE = "ShardsNotActive"
 
 
 class SummaryModel(BaseModel):
@@ -102,6 +103,39 @@ class CollectionSetupSummary(SummaryModel):
         for outcome in compact.collections:
             while len(_dump(compact).encode()) >= limit and outcome.replications:
                 outcome.replications.pop()
+        if len(_dump(compact).encode()) >= limit and compact.error:
+            overflow = len(_dump(compact).encode()) - limit + 16
+            compact.error = compact.error[: max(0, len(compact.error) - overflow)] + "..."
+        return _dump(compact)
+
+
+class UpgradeCheckSummary(SummaryModel):
+    """What the upgrade check (`memory-operator upgrade-check`) found between two nodes of a rolling
+    Qdrant upgrade."""
+
+    phase: SetupPhase = "Failed"
+    """`Completed` when the cluster was whole again, or `Failed` with `reason` and `error`."""
+    reason: str | None = None
+    """Why it failed, one CamelCase word: `InvalidSettings`, `ClusterNotReady`, `ShardsNotActive` or
+    `QdrantError`."""
+    error: str | None = None
+    start_time: str | None = None
+    stop_time: str | None = None
+    versions: list[str] = Field(default_factory=list)
+    """Each peer's Qdrant version, in ordinal order."""
+    inactive: list[str] = Field(default_factory=list)
+    """What was not active yet when the job gave up: `<collection> shard <id> on peer <id>: <state>`,
+    or a transfer under way."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.phase == "Completed"
+
+    def termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+        """Compact JSON under `limit` bytes: the list of inactive replicas is cut first."""
+        compact = self.model_copy(deep=True)
+        while len(_dump(compact).encode()) >= limit and compact.inactive:
+            compact.inactive.pop()
         if len(_dump(compact).encode()) >= limit and compact.error:
             overflow = len(_dump(compact).encode()) - limit + 16
             compact.error = compact.error[: max(0, len(compact.error) - overflow)] + "..."

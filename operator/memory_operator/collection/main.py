@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from memory_operator import env
 
 if TYPE_CHECKING:
-    from memory_operator.api.collection import CollectionSetupSummary
+    from memory_operator.api.collection import CollectionSetupSummary, UpgradeCheckSummary
     from memory_operator.collection.settings import CollectionSettings
     from memory_operator.qdrant_node import QdrantNode
 
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if summary.succeeded else 1
 
 
-def emit(summary: CollectionSetupSummary, termination_log: Path | None) -> None:
+def emit(summary: CollectionSetupSummary | UpgradeCheckSummary, termination_log: Path | None) -> None:
     """Print the whole summary and write what fits to the termination log."""
     import json
     import sys

@@ -1,11 +1,11 @@
 """`memory-operator render`: print the manifests the operator would apply for stores, like `helm template`.
 
-Reads MemoryStores, MemoryPolicies and MemoryBackups from YAML files (several documents each; `-` is
-stdin) and prints every child manifest as multi-document YAML, decided by the operator's own code from
-those objects: each policy applies to the stores of its namespace whose labels its selector matches, an
-unfinished MemoryBackup of a store gets its Job, and a store restoring from a Completed MemoryBackup
-gets its restore Job and a held server (unless its `status.restoredFrom` says it is done). Nothing
-talks to a cluster.
+Reads MemoryStores, MemoryPolicies, MemoryBackups and MemoryClients from YAML files (several documents
+each; `-` is stdin) and prints every child manifest as multi-document YAML, decided by the operator's own
+code from those objects: each policy applies to the stores of its namespace whose labels its selector
+matches, an unfinished MemoryBackup of a store gets its Job, a store restoring from a Completed
+MemoryBackup gets its restore Job and a held server (unless its `status.restoredFrom` says it is done),
+and each MemoryClient its Secret and an entry in its store's clients Secret. Nothing talks to a cluster.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ EXIT_INVALID = 2
 DEFAULT_NAMESPACE = "default"
 
 EPILOG = """\
-The credentials Secrets are rendered with freshly generated keys on every run. The operator generates
-them once, when it first reconciles a store, and never changes them afterwards (clients keep working);
-use --no-secrets to leave Secrets out, e.g. to diff against a cluster.
+The credentials Secrets (a store's, a MemoryClient's) are rendered with freshly generated keys on every
+run. The operator generates them once and never changes them afterwards (clients keep working; a
+MemoryClient's key changes when its Secret is deleted); use --no-secrets to leave Secrets out, e.g. to
+diff against a cluster.
 """
 
 
@@ -38,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="FILE",
-        help="YAML file with MemoryStores, MemoryPolicies and MemoryBackups (repeatable; - reads stdin)",
+        help="YAML of MemoryStores, MemoryPolicies, MemoryBackups, MemoryClients (repeatable; - is stdin)",
     )
     parser.add_argument(
         "--no-secrets", action="store_true", help="leave out the Secrets (and so the generated keys)"
@@ -117,7 +118,7 @@ def _with_default_namespace(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-KINDS = ("MemoryStore", "MemoryPolicy", "MemoryBackup")
+KINDS = ("MemoryStore", "MemoryPolicy", "MemoryBackup", "MemoryClient")
 
 
 def parse(docs: Iterable[Document]) -> dict[str, list[dict[str, Any]]]:
@@ -125,12 +126,13 @@ def parse(docs: Iterable[Document]) -> dict[str, list[dict[str, Any]]]:
     (each as its body, in its namespace)."""
     from pydantic import ValidationError
 
-    from memory_operator.api import GROUP, MemoryBackup, MemoryPolicy, MemoryStore
+    from memory_operator.api import GROUP, MemoryBackup, MemoryClient, MemoryPolicy, MemoryStore
 
     models: dict[str, Any] = {
         "MemoryStore": MemoryStore,
         "MemoryPolicy": MemoryPolicy,
         "MemoryBackup": MemoryBackup,
+        "MemoryClient": MemoryClient,
     }
     found: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     for doc in docs:
@@ -153,26 +155,52 @@ def render_documents(
 ) -> list[dict[str, Any]]:
     """Every child manifest of every store, as the operator decides them from these objects alone."""
     from memory_operator.api import MemoryStore
-    from memory_operator.controller import collection, decide
+    from memory_operator.controller import decide
     from memory_operator.controller.snapshot import Snapshot
     from memory_operator.render import Credentials
 
     manifests: list[dict[str, Any]] = []
+    client_secrets = _client_secrets(found.get("MemoryClient", []), with_secrets)
+    manifests += client_secrets.values()
     for body in found["MemoryStore"]:
         namespace = body["metadata"]["namespace"]
         snap = Snapshot(
             body=body,
             policies=[p for p in found["MemoryPolicy"] if p["metadata"]["namespace"] == namespace],
             backups=[b for b in found["MemoryBackup"] if b["metadata"]["namespace"] == namespace],
+            clients=[
+                c
+                for c in found.get("MemoryClient", [])
+                if c["metadata"]["namespace"] == namespace and c["spec"]["store"] == body["metadata"]["name"]
+            ],
+            secrets={
+                s["metadata"]["name"]: s
+                for s in client_secrets.values()
+                if s["metadata"]["namespace"] == namespace
+            },
         )
         store = MemoryStore.model_validate(body)
-        previous = decide.previous_status(body)
-        restore = decide.restore_decision(store, snap, previous)
-        restoring = restore.held is not None or restore.run_job
-        made = collection.decide(store, snap, previous, restoring)
+        decided = decide.steps(store, snap, decide.previous_status(body), settings)
         keys = Credentials.generate() if with_secrets else None
-        manifests += decide.children_of(store, snap, settings, keys, restore, made)
+        manifests += decide.children_of(store, snap, settings, keys, decided)
     return manifests
+
+
+def _client_secrets(
+    clients: list[dict[str, Any]], with_secrets: bool
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each MemoryClient's Secret with a freshly generated key (the operator makes each key once)."""
+    if not with_secrets:
+        return {}
+    from memory_operator.api import MemoryClient
+    from memory_operator.controller.clients import generate_key
+    from memory_operator.render import clients as render_clients
+
+    rendered = {}
+    for body in clients:
+        secret = render_clients.client_secret(MemoryClient.model_validate(body), generate_key())
+        rendered[(secret["metadata"]["namespace"], secret["metadata"]["name"])] = secret
+    return rendered
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,6 +55,9 @@ async def act(kube: Kube, namespace: str, decision: Decision, trigger: str) -> P
         await kube.delete(RESOURCES[(ref.api_version, ref.kind)], namespace, ref.name)
     for ref in decision.adopt:
         await adopt(kube, namespace, ref)
+    for manifest in decision.create:
+        logger.info("creating %s %s/%s", manifest["kind"], namespace, manifest["metadata"]["name"])
+        await kube.create(manifest)
     return None
 
 

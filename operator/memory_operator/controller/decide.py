@@ -26,11 +26,14 @@ from memory_operator.controller import (
     plan,
     results,
     status,
+    upgrade,
     validation,
 )
 from memory_operator.controller.snapshot import Snapshot
 from memory_operator.controller.validation import Problem
 from memory_operator.render import Credentials, Directives, RenderSettings, names, render_store
+from memory_operator.render import backup as backup_render
+from memory_operator.render import qdrant as qdrant_render
 from memory_operator.render.backup import BackupSource
 
 Manifest = dict[str, Any]
@@ -45,6 +48,26 @@ class Event:
     reason: str
     message: str
     warning: bool = True
+
+
+@dataclass(frozen=True)
+class Steps:
+    """What the operator runs beyond the spec, decided from what exists: a restore, the collection Job,
+    a Qdrant upgrade."""
+
+    restore: bootstrap.Bootstrap
+    collection: collection.Collection
+    upgrade: upgrade.Upgrade
+
+
+def steps(store: MemoryStore, snap: Snapshot, previous: MemoryStoreStatus, settings: RenderSettings) -> Steps:
+    restore = restore_decision(store, snap, previous)
+    restoring = restore.held is not None or restore.run_job
+    return Steps(
+        restore=restore,
+        collection=collection.decide(store, snap, previous, restoring=restoring),
+        upgrade=upgrade.decide(store, snap, qdrant_render.image(store, settings.images)),
+    )
 
 
 @dataclass
@@ -63,6 +86,8 @@ class Decision:
     """A StatefulSet to delete, orphaning its pods, because its volume templates change."""
     adopt: list[plan.ObjectRef] = field(default_factory=list)
     """Volumes and backups kept from a deleted store of this name, taken back."""
+    create: list[Manifest] = field(default_factory=list)
+    """Objects the operator makes once and does not own: the MemoryBackup taken before a Qdrant upgrade."""
     events: list[Event] = field(default_factory=list)
     backup_gauges: tuple[float | None, float | None] = (None, None)
     """Since when backups are scheduled, and the last success (Unix times), for the metrics."""
@@ -90,10 +115,12 @@ def decide(snap: Snapshot, settings: RenderSettings, fresh: Credentials, now: st
     problems = validation.secret_problems(store, snap.secrets)
     if keys.problem is not None:
         problems.insert(0, keys.problem)
-    restore = restore_decision(store, snap, previous)
-    made = collection.decide(store, snap, previous, restoring=restore.held is not None or restore.run_job)
+    decided = steps(store, snap, previous, settings)
+    restore, made, upgraded = decided.restore, decided.collection, decided.upgrade
+    if upgraded.problem is not None:
+        problems.append(upgraded.problem)
     policies = selecting_policies(store, snap.policies)
-    manifests = children_of(store, snap, settings, keys.credentials, restore, made)
+    manifests = children_of(store, snap, settings, keys.credentials, decided)
     desired = desired_children(snap, manifests)
     live_sts = snap.child("StatefulSet", names.qdrant_statefulset_name(store))
     claims = vector_claims(snap, [live_sts, *(m for m in desired if m["kind"] == "StatefulSet")])
@@ -101,15 +128,16 @@ def decide(snap: Snapshot, settings: RenderSettings, fresh: Credentials, now: st
     if problems or keys.credentials is None:
         return refuse(body, previous, problems, keys.problem, now)
     decision = changes(desired, snap, claims)
-    decision.delete = restore.delete + made.delete
+    decision.delete = restore.delete + made.delete + upgraded.delete
+    if upgraded.backup is not None:
+        decision.create = [backup_render.upgrade_backup(store, qdrant_render.image(store, settings.images))]
     decision.adopt = retained(snap)
     decision.backup_gauges = backup_gauges(store, snap)
-    decision.status = store_status(
-        store, snap, previous, decision, restore, made, keys.secret_name, policies, now
-    )
+    decision.status = store_status(store, snap, previous, decision, decided, keys.secret_name, policies, now)
     decision.events = (
         restore_events(body, previous, restore)
         + collection_events(body, previous, made)
+        + upgrade_events(body, previous, upgraded)
         + refusal_cleared(body, previous, decision)
     )
     return decision
@@ -206,11 +234,11 @@ def restore_decision(store: MemoryStore, snap: Snapshot, previous: MemoryStoreSt
     )
 
 
-def directives(
-    store: MemoryStore, snap: Snapshot, restore: bootstrap.Bootstrap, made: collection.Collection
-) -> Directives:
-    """What the operator runs beyond the spec: the Jobs of backups, of a restore and of the collection,
-    and a server held until the restore and the collection are done."""
+def directives(store: MemoryStore, snap: Snapshot, decided: Steps) -> Directives:
+    """What the operator runs beyond the spec: the Jobs of backups, of a restore, of the collection and
+    of a Qdrant upgrade, a server held until the restore and the collection are done, the nodes an
+    upgrade has not reached yet, and the clients the server admits."""
+    restore, made = decided.restore, decided.collection
     return Directives(
         backups=backups_to_run(store, snap),
         restore=restore.run_job,
@@ -218,6 +246,8 @@ def directives(
         restore_source=restore_source(store, snap),
         collection=made.run_job,
         hold_server=restore.held is not None or made.hold_server,
+        qdrant_partition=decided.upgrade.partition,
+        upgrade_check=decided.upgrade.check,
         clients=grants.store_grants(
             store,
             snap.clients,
@@ -271,13 +301,12 @@ def children_of(
     snap: Snapshot,
     settings: RenderSettings,
     keys: Credentials | None,
-    restore: bootstrap.Bootstrap,
-    made: collection.Collection,
+    decided: Steps,
 ) -> list[Manifest]:
     """What render/ makes of the store given what exists: exactly what `memory-operator render` prints
     for the same objects."""
     policies = selecting_policies(store, snap.policies)
-    return render_store(store, policies, settings, keys, directives(store, snap, restore, made))
+    return render_store(store, policies, settings, keys, directives(store, snap, decided))
 
 
 def desired_children(snap: Snapshot, manifests: Sequence[Manifest]) -> list[Manifest]:
@@ -330,14 +359,15 @@ def store_status(
     snap: Snapshot,
     previous: MemoryStoreStatus,
     decision: Decision,
-    restore: bootstrap.Bootstrap,
-    made: collection.Collection,
+    decided: Steps,
     credentials_secret: str,
     policies: Sequence[MemoryPolicy],
     now: str,
 ) -> MemoryStoreStatus:
     applying = {m["kind"] for m in decision.apply}
     spec = store.spec
+    restore, made = decided.restore, decided.collection
+    live_sts = snap.child("StatefulSet", names.qdrant_statefulset_name(store))
     held = restore.held or (
         status.Held("Provisioning", "CollectionNotReady", made.condition.message if made.condition else "")
         if made.hold_server
@@ -347,10 +377,11 @@ def store_status(
     seen = status.Observed(
         generation=store.metadata.generation,
         vector=status.workload(
-            snap.child("StatefulSet", names.qdrant_statefulset_name(store)),
+            live_sts,
             "Qdrant",
             spec.vector_store.replicas,
             applying="StatefulSet" in applying,
+            partition=upgrade.live_partition(live_sts) if live_sts else 0,
         ),
         server=status.workload(
             snap.child("Deployment", names.server_deployment_name(store)),
@@ -370,6 +401,7 @@ def store_status(
             expiration_scheduled(policies, store.metadata.generation),
             *([restore.condition] if restore.condition else []),
             *([made.condition] if made.condition else []),
+            *([decided.upgrade.condition] if decided.upgrade.condition else []),
             *backup_conditions(store, snap),
             *expiration_conditions(store, snap),
         ],
@@ -489,6 +521,21 @@ def collection_events(
     if old is not None and old.message == made.condition.message:
         return []
     return [Event(body, made.condition.reason, made.warning)]
+
+
+def upgrade_events(
+    body: Mapping[str, Any], previous: MemoryStoreStatus, upgraded: upgrade.Upgrade
+) -> list[Event]:
+    """An Event for each step of a Qdrant upgrade (the condition's message changed), a Warning when it
+    stopped; none for a store's first condition."""
+    if upgraded.condition is None:
+        return []
+    old = status.find(previous.conditions, upgrade.CONDITION)
+    if old is None or old.message == upgraded.condition.message:
+        return []
+    if upgraded.warning is not None:
+        return [Event(body, upgraded.condition.reason, upgraded.warning)]
+    return [Event(body, upgraded.condition.reason, upgraded.condition.message, warning=False)]
 
 
 def restore_events(

@@ -73,8 +73,11 @@ class Workload:
     message: str
 
 
-def workload(obj: Mapping[str, Any] | None, what: str, desired: int, applying: bool = False) -> Workload:
-    """`applying`: the operator is writing a new spec now, so the live status describes the old one."""
+def workload(
+    obj: Mapping[str, Any] | None, what: str, desired: int, applying: bool = False, partition: int = 0
+) -> Workload:
+    """`applying`: the operator is writing a new spec now, so the live status describes the old one.
+    `partition`: replicas below this ordinal keep their template on purpose (a Qdrant upgrade)."""
     if obj is None:
         return Workload(False, desired, 0, False, "NotCreated", f"the {what} does not exist yet")
     status = obj.get("status") or {}
@@ -88,7 +91,7 @@ def workload(obj: Mapping[str, Any] | None, what: str, desired: int, applying: b
         )
     if desired == 0:
         return Workload(True, desired, ready, True, "ScaledToZero", f"the {what} runs no replicas")
-    if updated < desired:
+    if updated < desired - min(partition, desired):
         return Workload(
             True, desired, ready, False, "RollingUpdate", f"{updated}/{desired} {what} replicas updated"
         )

@@ -27,6 +27,7 @@ from memory_operator.render import (
     openmemory,
     qdrant,
     server,
+    upgrade,
 )
 from memory_operator.render import credentials as credentials_
 from memory_operator.render.credentials import Credentials
@@ -88,6 +89,10 @@ class Directives:
     """Run the collection Job (the collection made, or brought to the spec's settings)."""
     hold_server: bool = False
     """Run no server replica (until the restore and the collection Job have succeeded)."""
+    qdrant_partition: int | None = None
+    """Qdrant nodes below this ordinal keep the version they run: a rolling upgrade, node by node."""
+    upgrade_check: int | None = None
+    """Run the upgrade check Job after the node of this ordinal restarted on the new Qdrant image."""
     clients: Sequence[ClientGrant] | None = None
     """The MemoryClients the store's server admits (key hashes, scopes, quotas); None when the store
     has never had one: no clients Secret, nothing mounted."""
@@ -134,7 +139,7 @@ def render_store(
     manifests.append(jobs.service_account(store))
     jobs_account = names.jobs_service_account_name(store)
     pulled = settings.images
-    manifests += qdrant.render(store, pulled)
+    manifests += qdrant.render(store, pulled, directives.qdrant_partition)
     if store.spec.server.flavor == ServerFlavor.openmemory:
         manifests += openmemory.render(store, directives.hold_server, pulled)
     else:
@@ -160,4 +165,11 @@ def render_store(
     manifests += canary.render(store, settings.jobs_image, jobs_account, pulled)
     if directives.collection:
         manifests.append(collection.collection_job(store, settings.jobs_image, jobs_account, pulled))
+    if directives.upgrade_check is not None:
+        target = qdrant.image(store, pulled)
+        manifests.append(
+            upgrade.check_job(
+                store, target, directives.upgrade_check, settings.jobs_image, jobs_account, pulled
+            )
+        )
     return _in_apply_order(manifests)

@@ -234,10 +234,19 @@ def render(
 
 
 def scheduled_backup(store: MemoryStore, name: str) -> Manifest:
-    """The MemoryBackup the operator creates for a tick of the store's `spec.backup.schedule`.
+    """The MemoryBackup the operator creates for a tick of the store's `spec.backup.schedule`."""
+    return _operator_backup(store, name, {labels.SCHEDULED: "true"})
 
-    Not owned by the store: backups outlive it unless `deletionPolicy: Delete`.
-    """
+
+def upgrade_backup(store: MemoryStore, image: str) -> Manifest:
+    """The MemoryBackup the operator takes before Qdrant moves to `image`."""
+    name = names.upgrade_backup_name(store, image)
+    return _operator_backup(store, name, {labels.QDRANT_UPGRADE: names.image_digest(image)})
+
+
+def _operator_backup(store: MemoryStore, name: str, extra_labels: dict[str, str]) -> Manifest:
+    """A MemoryBackup of the store made by the operator. Not owned by the store: backups outlive it
+    unless `deletionPolicy: Delete`."""
     return {
         "apiVersion": API_VERSION,
         "kind": "MemoryBackup",
@@ -248,7 +257,7 @@ def scheduled_backup(store: MemoryStore, name: str) -> Manifest:
                 "app.kubernetes.io/part-of": meta.PART_OF,
                 labels.COMPONENT_KEY: meta.BACKUP,
                 labels.STORE: store.metadata.name,
-                labels.SCHEDULED: "true",
+                **extra_labels,
             },
         },
         "spec": {"storeRef": {"name": store.metadata.name}},

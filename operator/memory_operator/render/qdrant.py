@@ -99,6 +99,11 @@ def _env(store: MemoryStore) -> list[dict[str, Any]]:
     return variables
 
 
+def image(store: MemoryStore, images: meta.Images = meta.NO_IMAGES) -> str:
+    """The Qdrant image every node runs once rolled."""
+    return images.default_or_given(store.spec.vector_store.image, DEFAULT_QDRANT_IMAGE)
+
+
 def _container(store: MemoryStore, images: meta.Images) -> dict[str, Any]:
     vector = store.spec.vector_store
     ports = [
@@ -107,7 +112,7 @@ def _container(store: MemoryStore, images: meta.Images) -> dict[str, Any]:
     ]
     container: dict[str, Any] = {
         "name": "qdrant",
-        "image": images.default_or_given(vector.image, DEFAULT_QDRANT_IMAGE),
+        "image": image(store, images),
         "imagePullPolicy": "IfNotPresent",
     }
     if is_distributed(store):
@@ -206,7 +211,17 @@ def snapshots_volume(store: MemoryStore) -> dict[str, Any]:
     }
 
 
-def statefulset(store: MemoryStore, images: meta.Images = meta.NO_IMAGES) -> Manifest:
+def update_strategy(partition: int | None) -> dict[str, Any]:
+    """Rolling; during a Qdrant upgrade the nodes below `partition` keep their version until the
+    operator lowers it, one node at a time."""
+    if partition is None:
+        return {"type": "RollingUpdate"}
+    return {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}
+
+
+def statefulset(
+    store: MemoryStore, images: meta.Images = meta.NO_IMAGES, partition: int | None = None
+) -> Manifest:
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -239,7 +254,7 @@ def statefulset(store: MemoryStore, images: meta.Images = meta.NO_IMAGES) -> Man
             "serviceName": names.qdrant_headless_service_name(store),
             # OrderedReady would deadlock a cluster: node 0 is not ready until its peers are up.
             "podManagementPolicy": "Parallel",
-            "updateStrategy": {"type": "RollingUpdate"},
+            "updateStrategy": update_strategy(partition),
             "selector": {"matchLabels": selector(store)},
             # The controller deletes the claims itself, and only under deletionPolicy Delete.
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
@@ -289,6 +304,8 @@ def headless_service(store: MemoryStore) -> Manifest:
     }
 
 
-def render(store: MemoryStore, images: meta.Images = meta.NO_IMAGES) -> list[Manifest]:
+def render(
+    store: MemoryStore, images: meta.Images = meta.NO_IMAGES, partition: int | None = None
+) -> list[Manifest]:
     """Services first, so the StatefulSet's pods resolve their peers from the start."""
-    return [headless_service(store), service(store), statefulset(store, images)]
+    return [headless_service(store), service(store), statefulset(store, images, partition)]
