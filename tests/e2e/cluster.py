@@ -35,6 +35,7 @@ PATHS = {
     "MemoryStore": (GROUP_PATH, "memorystores"),
     "MemoryPolicy": (GROUP_PATH, "memorypolicies"),
     "MemoryBackup": (GROUP_PATH, "memorybackups"),
+    "MemoryClient": (GROUP_PATH, "memoryclients"),
     "Namespace": ("/api/v1", "namespaces"),
     "Secret": ("/api/v1", "secrets"),
     "ConfigMap": ("/api/v1", "configmaps"),

@@ -445,6 +445,8 @@ def test_prometheus_rule_alerts_on_the_operator_metrics() -> None:
         "MemoryOperatorReconcileSlow",
         "MemoryStoreCanaryRecallLow",
         "MemoryStoreCanaryLatencyHigh",
+        "MemoryClientDenied",
+        "MemoryClientThrottled",
     }
     for alert in alerts.values():
         assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}

@@ -11,7 +11,15 @@ import pytest
 from install.helpers import ROOT
 
 DOCS = ROOT / "docs"
-OWN_DOCS = ["install.md", "configuration.md", "operations.md", "security.md", "architecture.md", "api.md"]
+OWN_DOCS = [
+    "install.md",
+    "configuration.md",
+    "operations.md",
+    "security.md",
+    "architecture.md",
+    "api.md",
+    "clients.md",
+]
 EXAMPLES = {
     "store-minimal.yaml",
     "store-production.yaml",
@@ -33,10 +41,10 @@ def test_api_reference_is_generated_from_the_models() -> None:
 
 
 def test_api_reference_covers_every_field() -> None:
-    from memory_operator.api import MemoryBackup, MemoryPolicy, MemoryStore
+    from memory_operator.api import MemoryBackup, MemoryClient, MemoryPolicy, MemoryStore
 
     text = (DOCS / "api.md").read_text()
-    for kind in (MemoryStore, MemoryPolicy, MemoryBackup):
+    for kind in (MemoryStore, MemoryPolicy, MemoryBackup, MemoryClient):
         for part in ("spec", "status"):
             model = kind.model_fields[part].annotation
             fields = getattr(model, "model_fields", None) or next(

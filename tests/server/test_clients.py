@@ -9,11 +9,14 @@ see exactly the memories within reach.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -260,8 +263,9 @@ ACCEPT = {"Accept": "application/json, text/event-stream"}
 class Live:
     """A server whose clients the tests set, on a clock they move."""
 
-    def __init__(self, live: LiveServer, directory: ClientDirectory, clock: Clock) -> None:
+    def __init__(self, live: LiveServer, directory: ClientDirectory, clock: Clock, routes: list[Any]) -> None:
         self.live, self.directory, self.clock = live, directory, clock
+        self.app_routes = routes
         self.seeded: dict[str, dict[str, str]] = {}
 
     def set_clients(self, *grants: ClientGrant) -> None:
@@ -280,8 +284,9 @@ def live(tmp_path_factory: pytest.TempPathFactory, embedding_model: Any) -> Iter
     service = build_service(settings_, ServerConfig(), metrics, embedding_model=embedding_model)
     slot = ServiceSlot(build=lambda: service, service=service)
     keys = ApiKeys(API_KEY, READ_ONLY_KEY, clients=directory)
-    with ServerThread(slot, metrics, keys=keys) as server:
-        state = Live(server, directory, clock)
+    thread = ServerThread(slot, metrics, keys=keys)
+    with thread as server:
+        state = Live(server, directory, clock, list(thread.server.config.app.routes))
         with server.client() as admin:
             for user in USERS:
                 for agent in (None, "bot", "x"):
@@ -324,103 +329,259 @@ def mcp_call(http: httpx.Client, user: str, tool: str, arguments: dict[str, Any]
     return http.post(f"/mcp/app/http/{quote(user, safe='')}", json=message, headers=ACCEPT)
 
 
-def scoped_reads(scope: dict[str, str]) -> list[tuple[str, str, dict[str, Any] | None, Any]]:
-    """Every reading route, asked for this scope: (method, path, query, body)."""
-    return [
-        ("GET", "/memories", scope, None),
-        ("GET", "/v1/memories/", scope, None),
-        ("POST", "/search", None, {"query": "fact", **scope}),
-        ("POST", "/v1/memories/search/", None, {"query": "fact", **scope}),
-        ("POST", "/v2/memories/", None, {"filters": scope}),
-        ("POST", "/v2/memories/search/", None, {"query": "fact", "filters": scope}),
-        (
-            "POST",
-            "/v3/memories/search/",
-            None,
-            {"query": "f", "filters": {"AND": [{k: v} for k, v in scope.items()]}},
+@dataclass(frozen=True)
+class Route:
+    """One route of the server, asked as the client: `kind` says what it must answer.
+
+    - `read`: a scope given: 403 unless permitted, else 200 and only memories within reach;
+    - `write`: a scope given, asked only when refused: 403 (and nothing changes);
+    - `read-id`: a memory by id with a scope: 403 unless permitted, else 200 if the memory is the
+      scope's, 404 if not;
+    - `reach-id`: a memory by id without a scope: 200 within reach, 404 outside;
+    - `reach-id-write`: the same for a write, asked only for a memory outside reach: 404.
+
+    `user` routes (OpenMemory's, MCP's) name a user only, the rest all three ids.
+    """
+
+    method: str
+    path: str
+    kind: str
+    user: bool
+    call: Callable[[httpx.Client, dict[str, str], str], httpx.Response]
+
+
+def _q(method: str, path: str) -> Callable[[httpx.Client, dict[str, str], str], httpx.Response]:
+    """The scope (and nothing else) as the query."""
+    return lambda http, scope, memory_id: http.request(method, path.format(id=memory_id), params=scope)
+
+
+def _b(method: str, path: str, **body: Any) -> Callable[[httpx.Client, dict[str, str], str], httpx.Response]:
+    """The scope in the body, beside `body` (`{id}` in a value is the memory's id)."""
+
+    def call(http: httpx.Client, scope: dict[str, str], memory_id: str) -> httpx.Response:
+        filled = json.loads(json.dumps(body).replace("{id}", memory_id))
+        return http.request(method, path.format(id=memory_id), json={**filled, **scope})
+
+    return call
+
+
+def _filters(path: str, **body: Any) -> Callable[[httpx.Client, dict[str, str], str], httpx.Response]:
+    return lambda http, scope, memory_id: http.post(path, json={**body, "filters": scope})
+
+
+def _mcp(tool: str, **arguments: Any) -> Callable[[httpx.Client, dict[str, str], str], httpx.Response]:
+    return lambda http, scope, memory_id: mcp_call(http, scope["user_id"], tool, arguments)
+
+
+def _sse(http: httpx.Client, scope: dict[str, str], memory_id: str) -> httpx.Response:
+    return http.get(f"/mcp/app/sse/{scope['user_id']}")
+
+
+M, OM = "/memories", "/api/v1/memories/"
+FACT = {"messages": "new fact"}
+ROUTES = [
+    # OpenMemory's REST API (a user only)
+    Route("GET", OM, "read", True, _q("GET", OM)),
+    Route("POST", OM, "write", True, _b("POST", OM, text="new")),
+    Route("POST", f"{OM}filter", "read", True, _b("POST", f"{OM}filter")),
+    Route("GET", f"{OM}categories", "read", True, _q("GET", f"{OM}categories")),
+    Route(
+        "POST", f"{OM}actions/archive", "write", True, _b("POST", f"{OM}actions/archive", memory_ids=["{id}"])
+    ),
+    Route("POST", f"{OM}actions/pause", "write", True, _b("POST", f"{OM}actions/pause", global_pause=True)),
+    Route("DELETE", OM, "write", True, _b("DELETE", OM, memory_ids=["{id}"])),
+    Route("GET", f"{OM}{{memory_id}}", "read-id", True, _q("GET", OM + "{id}")),
+    Route("GET", f"{OM}{{memory_id}}", "reach-id", True, _q("GET", OM + "{id}")),
+    Route("PUT", f"{OM}{{memory_id}}", "write", True, _b("PUT", OM + "{id}", memory_content="x")),
+    Route("PUT", f"{OM}{{memory_id}}", "reach-id-write", True, _b("PUT", OM + "{id}", memory_content="x")),
+    Route("GET", f"{OM}{{memory_id}}/access-log", "read-id", True, _q("GET", OM + "{id}/access-log")),
+    Route("GET", f"{OM}{{memory_id}}/related", "read-id", True, _q("GET", OM + "{id}/related")),
+    Route("GET", f"{OM}{{memory_id}}/related", "reach-id", True, _q("GET", OM + "{id}/related")),
+    Route("GET", "/api/v1/stats", "read", True, _q("GET", "/api/v1/stats")),
+    Route("GET", "/api/v1/apps/", "read", True, _q("GET", "/api/v1/apps/")),
+    Route("GET", "/api/v1/apps/{app_id}", "read", True, _q("GET", "/api/v1/apps/alice")),
+    Route(
+        "PUT",
+        "/api/v1/apps/{app_id}",
+        "write",
+        True,
+        lambda h, s, i: h.put("/api/v1/apps/alice", params={**s, "is_active": False}),
+    ),
+    Route("GET", "/api/v1/apps/{app_id}/memories", "read", True, _q("GET", "/api/v1/apps/alice/memories")),
+    Route("GET", "/api/v1/apps/{app_id}/accessed", "read", True, _q("GET", "/api/v1/apps/alice/accessed")),
+    Route(
+        "POST",
+        "/api/v1/backup/export",
+        "read",
+        True,
+        lambda h, s, i: h.post("/api/v1/backup/export", json=s, headers={"Accept": "application/x-ndjson"}),
+    ),
+    Route(
+        "POST",
+        "/api/v1/backup/import",
+        "write",
+        True,
+        lambda h, s, i: h.post(
+            "/api/v1/backup/import",
+            params=s,
+            content=b'{"id": "00000000-0000-4000-8000-000000000001", "content": "x"}',
+            headers={"Content-Type": "application/x-ndjson"},
         ),
-    ]
-
-
-def user_reads(user: str) -> list[tuple[str, str, dict[str, Any] | None, Any]]:
-    """OpenMemory's routes, which name a user only."""
-    return [
-        ("GET", MEMORIES, {"user_id": user}, None),
-        ("POST", f"{MEMORIES}filter", None, {"user_id": user}),
-        ("GET", "/api/v1/stats", {"user_id": user}, None),
-        ("GET", "/api/v1/apps/", {"user_id": user}, None),
-        ("GET", "/api/v1/memories/categories", {"user_id": user}, None),
-    ]
-
-
-def scoped_writes(scope: dict[str, str]) -> list[tuple[str, str, dict[str, Any] | None, Any]]:
-    """Writing routes; asked only when the scope is refused (they would change the seeded memories)."""
-    user = {"user_id": scope["user_id"]} if "user_id" in scope else {}
-    return [
-        ("POST", "/memories", None, {"messages": "new", **scope}),
-        ("POST", "/v1/memories/", None, {"messages": [{"role": "user", "content": "new"}], **scope}),
-        ("DELETE", "/memories", scope, None),
-        ("DELETE", "/v1/memories/", scope, None),
-        *(
-            [
-                ("POST", MEMORIES, None, {"text": "new", **user}),
-                ("POST", f"{MEMORIES}actions/pause", None, {"global_pause": True, **user}),
-                ("PUT", "/api/v1/apps/alice", {**user, "is_active": False}, None),
-                ("POST", "/api/v1/backup/export", None, user),
-            ]
-            if user
-            else []
+    ),
+    # mem0's REST API
+    Route("POST", M, "write", False, _b("POST", M, **FACT)),
+    Route("GET", M, "read", False, _q("GET", M)),
+    Route("DELETE", M, "write", False, _q("DELETE", M)),
+    Route("POST", "/search", "read", False, _b("POST", "/search", query="fact")),
+    Route("GET", f"{M}/{{memory_id}}", "read-id", False, _q("GET", M + "/{id}")),
+    Route("GET", f"{M}/{{memory_id}}", "reach-id", False, _q("GET", M + "/{id}")),
+    Route(
+        "PUT",
+        f"{M}/{{memory_id}}",
+        "reach-id-write",
+        False,
+        lambda h, s, i: h.put(f"{M}/{i}", json={"text": "x"}),
+    ),
+    Route("GET", f"{M}/{{memory_id}}/history", "reach-id", False, _q("GET", M + "/{id}/history")),
+    Route("DELETE", f"{M}/{{memory_id}}", "write", False, _q("DELETE", M + "/{id}")),
+    Route("DELETE", f"{M}/{{memory_id}}", "reach-id-write", False, _q("DELETE", M + "/{id}")),
+    # the paths of mem0's MemoryClient
+    Route("POST", "/v1/memories/", "write", False, _b("POST", "/v1/memories/", **FACT)),
+    Route("POST", "/v3/memories/add/", "write", False, _b("POST", "/v3/memories/add/", **FACT)),
+    Route("POST", "/v1/memories/search/", "read", False, _b("POST", "/v1/memories/search/", query="fact")),
+    Route("POST", "/v2/memories/search/", "read", False, _filters("/v2/memories/search/", query="fact")),
+    Route(
+        "POST",
+        "/v3/memories/search/",
+        "read",
+        False,
+        lambda h, s, i: h.post(
+            "/v3/memories/search/", json={"query": "fact", "filters": {"AND": [{k: v} for k, v in s.items()]}}
         ),
-    ]
+    ),
+    Route("POST", "/v2/memories/", "read", False, _filters("/v2/memories/")),
+    Route("POST", "/v3/memories/", "read", False, _filters("/v3/memories/")),
+    Route("GET", "/v1/memories/", "read", False, _q("GET", "/v1/memories/")),
+    Route("DELETE", "/v1/memories/", "write", False, _q("DELETE", "/v1/memories/")),
+    Route("GET", "/v1/memories/{memory_id}/", "reach-id", False, _q("GET", "/v1/memories/{id}/")),
+    Route(
+        "PUT",
+        "/v1/memories/{memory_id}/",
+        "reach-id-write",
+        False,
+        lambda h, s, i: h.put(f"/v1/memories/{i}/", json={"text": "x"}),
+    ),
+    Route("DELETE", "/v1/memories/{memory_id}/", "reach-id-write", False, _q("DELETE", "/v1/memories/{id}/")),
+    Route(
+        "GET", "/v1/memories/{memory_id}/history/", "reach-id", False, _q("GET", "/v1/memories/{id}/history/")
+    ),
+    # MCP: streamable HTTP and SSE (a session's messages are bound to the key and user that opened it)
+    Route("POST", "/mcp/{client_name}/http/{user_id}", "read", True, _mcp("list_memories")),
+    Route(
+        "POST",
+        "/mcp/{client_name}/http/{user_id}",
+        "write",
+        True,
+        _mcp("add_memories", text="x", infer=False),
+    ),
+    Route("GET", "/mcp/{client_name}/sse/{user_id}", "write", True, _sse),
+]
+# Routes that name no memory and no scope: health, documentation, the key check, the server's config.
+UNSCOPED = {
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"), ("GET", "/v1/ping/"), ("GET", "/api/v1/config"),
+    # MCP's HTTP GET and DELETE (stateless: no session to open or end) and the SSE messages, which
+    # reach a session opened by the same key for an allowed user only
+    ("GET", "/mcp/{client_name}/http/{user_id}"), ("DELETE", "/mcp/{client_name}/http/{user_id}"),
+    ("POST", "/mcp/messages/"), ("POST", "/mcp/{client_name}/sse/{user_id}/messages/"),
+}  # fmt: skip
+
+
+def test_the_table_asks_every_route(live: Live) -> None:
+    """A route added to the server without an entry here fails: every route is asked as a client."""
+    from starlette.routing import Route as StarletteRoute
+
+    app_routes = {
+        (method, route.path.replace(":uuid", ""))
+        for route in live.app_routes
+        if isinstance(route, StarletteRoute)
+        for method in (route.methods or set()) - {"HEAD"}
+    }
+    assert app_routes - UNSCOPED == {(r.method, r.path) for r in ROUTES}
+
+
+def answer_ids(response: httpx.Response) -> set[str]:
+    """Memory ids in an answer: JSON results or items, JSON lines (exports), MCP tool text."""
+    if response.headers.get("content-type", "").startswith("application/x-ndjson"):
+        return {json.loads(line)["id"] for line in response.content.splitlines()}
+    found: set[str] = set()
+    pending: list[Any] = [response.json()]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("id"), str) and UUID.fullmatch(item["id"]):
+                found.add(item["id"])
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and item[:1] in "[{":
+            with contextlib.suppress(ValueError):
+                pending.append(json.loads(item))
+    return found
+
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def the_scopes(record: dict[str, Any], scope: dict[str, str]) -> bool:
+    return all(record.get(key) == value for key, value in scope.items())
 
 
 @pytest_slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(scopes=client_scopes(), scope=request_scopes())
-def test_a_client_gets_403_outside_its_scopes_and_only_its_memories_within(
-    live: Live, scopes: dict[str, list[str]], scope: dict[str, str]
+@given(scopes=client_scopes(), scope=request_scopes(), pick=st.randoms(use_true_random=False))
+def test_every_route_answers_403_outside_a_clients_scopes_and_only_its_memories_within(
+    live: Live, scopes: dict[str, list[str]], scope: dict[str, str], pick: Any
 ) -> None:
     live.set_clients(grant("scoped", CLIENT_KEY, scopes=scopes))
     rules = ScopeRules.of(ClientScopes.model_validate(scopes))
     memories = stored(live)
     within = {i for i, record in memories.items() if rules.contains(record)}
-    assert set(live.seeded) <= set(memories)
-    permitted = rules.permits(Scope(**scope))
-    user = scope.get("user_id", "alice")
-    user_permitted = rules.permits(Scope(user_id=user))
+    outside = sorted(set(memories) - within)
+    some = pick.choice(sorted(live.seeded))
+    user_scope = {"user_id": scope.get("user_id", "alice")}
     with live.client() as http:
-        for method, path, query, body in scoped_reads(scope):
-            response = http.request(method, path, params=query, json=body)
-            if not permitted:
-                assert response.status_code == 403, (method, path, scope, response.text)
-                continue
-            assert response.status_code == 200, (method, path, response.text)
-            assert ids_of(response) <= within, (method, path, scope)
-        for method, path, query, body in user_reads(user):
-            response = http.request(method, path, params=query, json=body)
-            assert response.status_code == (200 if user_permitted else 403), (method, path, response.text)
-        if not permitted:
-            for method, path, query, body in scoped_writes(scope):
-                response = http.request(method, path, params=query, json=body)
-                assert response.status_code == 403, (method, path, scope, response.text)
-        # MCP names a user only, in its path.
-        listed = mcp_call(http, user, "list_memories", {})
-        assert listed.status_code == (200 if user_permitted else 403), listed.text
-        if user_permitted:
-            text = listed.json()["result"]["content"][0]["text"]
-            assert {m["id"] for m in json.loads(text)} <= within
-        sse = http.get(f"/mcp/app/sse/{user}") if not user_permitted else None
-        assert sse is None or sse.status_code == 403
+        for route in ROUTES:
+            asked = user_scope if route.user else scope
+            permitted = rules.permits(Scope(**asked))
+            what = (route.method, route.path, route.kind, asked)
+            if route.kind == "read":
+                response = route.call(http, asked, some)
+                if not permitted:
+                    assert response.status_code == 403, (*what, response.text)
+                else:
+                    assert response.status_code in (200, 404), (*what, response.text)
+                    assert answer_ids(response) <= within, what
+            elif route.kind == "write" and not permitted:
+                response = route.call(http, asked, some)
+                assert response.status_code == 403, (*what, response.text)
+            elif route.kind == "read-id":
+                response = route.call(http, asked, some)
+                expected = 403 if not permitted else 200 if the_scopes(memories[some], asked) else 404
+                assert response.status_code == expected, (*what, response.text)
+            elif route.kind == "reach-id":
+                response = route.call(http, {}, some)
+                assert response.status_code == (200 if some in within else 404), (*what, response.text)
+            elif route.kind == "reach-id-write" and outside:
+                response = route.call(http, {}, pick.choice(outside))
+                assert response.status_code == 404, (*what, response.text)
         # Without a scope: exactly what is within reach, no more.
-        assert ids_of(http.get("/memories")) == within
+        assert answer_ids(http.get("/memories")) == within
         exported = http.post("/api/v1/backup/export", json={}, headers={"Accept": "application/x-ndjson"})
-        assert {json.loads(line)["id"] for line in exported.content.splitlines()} == within
+        assert answer_ids(exported) == within
         # Apps are those that created memories within reach, and this MCP client once it read some.
         apps = {a["name"] for a in http.get("/api/v1/apps/").json()["apps"]}
         assert apps - {"app"} == {memories[i]["app"] for i in within}
-        for memory_id in list(live.seeded)[:: len(live.seeded) // 6]:
-            got = http.get(f"/memories/{memory_id}")
-            assert got.status_code == (200 if memory_id in within else 404), got.text
     assert essentials(stored(live)) == essentials(memories), "the refused writes changed nothing"
 
 
@@ -547,6 +708,8 @@ def test_no_key_nor_hash_in_metrics(live: Live) -> None:
         http.get("/memories", headers={"X-API-Key": "x" * 40})
     text = metrics_text(live)
     assert 'client="quiet"' in text
+    with live.client() as http:
+        assert http.get("/metrics").status_code == 403, "a client sees no other client's counts"
     for secret in (CLIENT_KEY, key_sha256(CLIENT_KEY), API_KEY, READ_ONLY_KEY, "x" * 40):
         assert secret not in text
 
@@ -570,3 +733,72 @@ def test_clients_authenticate_concurrently_with_reloads(live: Live) -> None:
         stop.set()
         thread.join()
     assert statuses == {200}
+
+
+# --- the embedded server ----------------------------------------------------------------------------
+
+CLIENTS_YAML = """\
+clients:
+  - name: notes-app
+    key: notes-app-key-for-trying-scopes
+    access: readWrite
+    scopes: {userIds: ["team-a-*"], agentIds: ["*"], runIds: ["*"]}
+    quota: {writesPerSecond: 0.001, writeBurst: 1}
+"""
+
+
+@pytest_slow
+def test_the_embedded_server_takes_clients_from_a_file(tmp_path: Path) -> None:
+    """A newcomer's way to try scopes: `memory-operator server --embedded --clients-file clients.yaml`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import free_port
+    from .test_embedded import READY_TIMEOUT, is_ready
+
+    clients_file = tmp_path / "clients.yaml"
+    clients_file.write_text(CLIENTS_YAML)
+    port = free_port()
+    command = [
+        sys.executable, "-m", "memory_operator", "server", "--embedded", "--data-dir", str(tmp_path / "data"),
+        "--clients-file", str(clients_file), "--port", str(port), "--log-format", "plain",
+    ]  # fmt: skip
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "MEM0_TELEMETRY": "false", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment
+    )
+    try:
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(4)]
+        assert banner[3].strip() == f"Clients: 1 from {clients_file}", banner
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not is_ready(port):
+            assert process.poll() is None and time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+        headers = {"X-API-Key": "notes-app-key-for-trying-scopes"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as http:
+            mine = http.post("/memories", json={"messages": "likes tea", "user_id": "team-a-ann"})
+            assert mine.status_code == 200, mine.text
+            assert http.post("/memories", json={"messages": "x", "user_id": "team-a-ann"}).status_code == 429
+            assert http.get("/memories", params={"user_id": "bob"}).status_code == 403
+            assert [m["memory"] for m in http.get("/memories").json()["results"]] == ["likes tea"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_a_clients_file_that_does_not_load_stops_the_server_at_start(tmp_path: Path) -> None:
+    from memory_operator.server.main import clients_watcher
+    from memory_operator.server.settings import ServerSettings
+
+    path = tmp_path / "clients.yaml"
+    path.write_text("clients:\n  - {name: a, key: short}\n")
+    with pytest.raises(SystemExit) as stopped:
+        clients_watcher(ServerSettings(api_key="k", clients_file=path), ServerMetrics())
+    assert "clients" in str(stopped.value) and "key" in str(stopped.value)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -238,6 +238,9 @@ def _health_routes(app: FastAPI, slot: ServiceSlot, metrics: ServerMetrics) -> N
         tags=["health"],
         responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}, **AUTH_ERRORS},
     )
-    def prometheus_metrics(_: ReadCaller) -> Response:
-        """Prometheus metrics (any API key, the read-only one included)."""
+    def prometheus_metrics(caller: ReadCaller) -> Response:
+        """Prometheus metrics (the store's keys, the read-only one included; not a client's key: they
+        count every client's requests)."""
+        if caller.client is not None:
+            raise HTTPException(403, "Metrics need one of the store's own keys")
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
