@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from typing import Any
 
-from e2e.cluster import condition, store, wait_for
+from e2e.cluster import audit_writes, condition, store, wait_for
 from e2e.conftest import Cluster
 from memory_operator import env
 from memory_operator.server.clients import ClientDirectory, parse_clients
@@ -111,6 +112,16 @@ def test_a_client_gets_a_key_its_stores_servers_admit_rotated_when_its_secret_is
     printed = cluster.kubectl("get", "memoryclients", "-n", ns)
     assert printed.split("\n")[0].split()[:5] == ["NAME", "STORE", "ACCESS", "READY", "REASON"]
     assert printed.split("\n")[1].split()[:5] == ["app", "mem", "readWrite", "True", "Admitted"]
+
+    # A converged client costs no write, through resyncs of its store (every 3 s here).
+    since = time.time()
+    time.sleep(7)
+    writes = [
+        e["requestURI"]
+        for e in audit_writes(cluster.plane, ns, since)
+        if "memoryclients" in e["requestURI"] or CREDENTIALS in e["requestURI"]
+    ]
+    assert writes == []
 
     # Rotation: the Secret deleted, a new key, given to the servers; the old key is refused.
     assert cluster.client.delete("Secret", ns, CREDENTIALS) == 200

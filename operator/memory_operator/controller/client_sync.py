@@ -13,10 +13,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from memory_operator.controller import clients, grants, status
 from memory_operator.controller.act import post
 from memory_operator.controller.cache import Cache
-from memory_operator.controller.kube import CLIENT, Kube
+from memory_operator.controller.kube import CLIENT, Kube, namespace_terminating
 from memory_operator.render import clients as render_clients
 from memory_operator.render import names
 
@@ -36,7 +38,12 @@ class ClientSync:
 
     async def sync(self, cache: Cache, namespace: str, name: str) -> None:
         async with self._locks[(namespace, name)]:
-            await self._sync(cache, namespace, name)
+            try:
+                await self._sync(cache, namespace, name)
+            except ApiException as error:
+                if not namespace_terminating(error):
+                    raise
+                logger.info("namespace %s is being deleted: not converging MemoryClient %s", namespace, name)
 
     async def _sync(self, cache: Cache, namespace: str, name: str) -> None:
         body = cache.client(namespace, name)

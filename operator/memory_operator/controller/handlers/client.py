@@ -7,19 +7,23 @@ Secret changes.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from memory_operator import labels
 from memory_operator.api.common import GROUP, VERSION
 from memory_operator.controller.cache import Cache
 from memory_operator.controller.client_sync import ClientSync
 from memory_operator.controller.handlers import Context
+from memory_operator.controller.kube import namespace_terminating
 from memory_operator.render import clients as render_clients
 from memory_operator.render import names
 
 CLIENTS = (GROUP, VERSION, "memoryclients")
+logger = logging.getLogger("memory_operator.controller")
 STORES = (GROUP, VERSION, "memorystores")
 
 
@@ -86,10 +90,29 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         if appeared_or_went:
             await sync_store_clients(Cache.of(kwargs), namespace, name)
 
+    # Drift repair and retries: event handlers are not retried, so every store's clients are synced
+    # again on the store's resync period (a converged client costs no request).
+    resync = context.options.resync_seconds
+
+    @kopf.timer(
+        *STORES, registry=registry, id="clients-resync", interval=resync, initial_delay=resync, idle=None
+    )
+    async def resync_clients(namespace: str | None, name: str, **kwargs: Any) -> None:
+        assert namespace, "a namespaced resource"
+        await sync_store_clients(Cache.of(kwargs), namespace, name)
+
     async def sync_store_clients(cache: Cache, namespace: str, store: str) -> None:
         for client in cache.clients(namespace):
-            if (client.get("spec") or {}).get("store") == store:
-                await sync.sync(cache, namespace, client["metadata"]["name"])
+            if (client.get("spec") or {}).get("store") != store:
+                continue
+            name = client["metadata"]["name"]
+            try:
+                await sync.sync(cache, namespace, name)
+            except ApiException as error:  # one client's failure leaves the others to sync
+                if not namespace_terminating(error):
+                    logger.warning(
+                        "MemoryClient %s/%s not synced: %s %s", namespace, name, error.status, error.reason
+                    )
 
 
 _CLIENT, _STORE = labels.CLIENT, labels.STORE
