@@ -41,6 +41,7 @@ from memory_operator.server.clients import (
 from memory_operator.server.config import ServerConfig
 from memory_operator.server.metrics import ServerMetrics
 from memory_operator.server.scope_rules import IdRule, ScopeRules
+from memory_operator.server.settings import DEFAULT_CLIENTS_RELOAD_SECONDS
 from memory_operator.server.store import Scope
 
 from .conftest import API_KEY, READ_ONLY_KEY, LiveServer, ServerThread, local_settings
@@ -676,23 +677,23 @@ def test_a_sse_session_posts_count_against_the_rate(live: Live) -> None:
 def test_a_removed_or_rotated_key_is_refused_once_the_file_changes(
     live: Live, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The bound: the file is checked every `reload_seconds`; the next request after that is refused."""
-    reload_seconds = 0.2
+    """The stated bound: with the default period (2 s), the server refuses a removed or rotated key
+    within the period of the file changing (and a second for the reload itself, on a busy machine)."""
+    bound = DEFAULT_CLIENTS_RELOAD_SECONDS + 1.0
     path = tmp_path / "clients.json"
     write_clients(path, [grant("rotating", CLIENT_KEY, scopes=EVERY_ID)])
     caplog.set_level(logging.DEBUG)
-    watcher = ClientsFileWatcher(path, live.directory, reload_seconds).start()
+    watcher = ClientsFileWatcher(path, live.directory).start()
+    assert watcher.reload_seconds == DEFAULT_CLIENTS_RELOAD_SECONDS
     try:
         with live.client() as old:
             assert old.get("/memories", params={"user_id": "alice"}).status_code == 200
             write_clients(path, [grant("rotating", OTHER_KEY, scopes=EVERY_ID)])
-            changed = time.monotonic()
-            wait_for_status(old, 401, bound=reload_seconds * 2 + 1.0)
-            assert time.monotonic() - changed <= reload_seconds * 2 + 1.0
+            wait_for_status(old, 401, bound=bound)
             with live.client(OTHER_KEY) as new:
                 assert new.get("/memories", params={"user_id": "alice"}).status_code == 200
                 write_clients(path, [])
-                wait_for_status(new, 401, bound=reload_seconds * 2 + 1.0)
+                wait_for_status(new, 401, bound=bound)
     finally:
         watcher.stop()
     logged = "\n".join(r.getMessage() for r in caplog.records)
