@@ -45,6 +45,17 @@ SERVER_CONFIG_FILE = "MEMORY_SERVER_CONFIG_FILE"
 CORS_ALLOWED_ORIGINS = "MEMORY_CORS_ALLOWED_ORIGINS"
 # The memory server's clients file (MemoryClients: key hashes, scopes, quotas), watched for changes.
 CLIENTS_FILE = "MEMORY_CLIENTS_FILE"
+# TLS (`spec.tls`). The CA bundle (PEM) that verifies the store's Qdrant and memory server: every
+# client of either reads it (the system's trust store when unset, or when the file is absent).
+TLS_CA_FILE = "MEMORY_TLS_CA_FILE"
+# The memory server's certificate and key (PEM): set, it serves HTTPS.
+TLS_CERT_FILE = "MEMORY_TLS_CERT_FILE"
+TLS_KEY_FILE = "MEMORY_TLS_KEY_FILE"
+# CA bundle of the client certificates the memory server demands (mutual TLS); unset, it asks for none.
+TLS_CLIENT_CA_FILE = "MEMORY_TLS_CLIENT_CA_FILE"
+# A client certificate and key (PEM) that a job presents to a server demanding one.
+TLS_CLIENT_CERT_FILE = "MEMORY_TLS_CLIENT_CERT_FILE"
+TLS_CLIENT_KEY_FILE = "MEMORY_TLS_CLIENT_KEY_FILE"
 # JSON file with a MemoryPolicy's spec, for the expiration job.
 POLICY_FILE = "MEMORY_POLICY_FILE"
 # Base URL of the memory server, for jobs that must go through its API (the openmemory flavor).
@@ -60,6 +71,9 @@ QDRANT_HTTP_PORT = 6333
 QDRANT_GRPC_PORT = 6334
 QDRANT_P2P_PORT = 6335
 METRICS_PORT = 9090
+# Plain-HTTP port of the memory server's probes (/healthz, /readyz) when its API demands client
+# certificates, which the kubelet's probes cannot present.
+HEALTH_PORT = 8766
 
 # Mount points inside the pods the operator renders.
 CONFIG_DIR = "/etc/memory-operator"
@@ -68,6 +82,11 @@ POLICY_PATH = f"{CONFIG_DIR}/policy.json"
 # The store's clients Secret, mounted whole (not by subPath) so that the kubelet updates it in place.
 CLIENTS_DIR = "/etc/memory-operator-clients"
 CLIENTS_PATH = f"{CLIENTS_DIR}/clients.json"
+# The store's certificate in the server's and jobs' pods (`tls.crt`, `tls.key`, `ca.crt`; the jobs get
+# `ca.crt` only), the client CA of mutual TLS, and the jobs' client certificate.
+TLS_DIR = "/etc/memory-operator-tls"
+CLIENT_CA_DIR = "/etc/memory-operator-client-ca"
+CLIENT_TLS_DIR = "/etc/memory-operator-client-tls"
 # A writable scratch folder (the root file system is read-only): mem0's history DB, model caches.
 SCRATCH_DIR = "/tmp/memory-operator"
 TERMINATION_LOG = "/dev/termination-log"

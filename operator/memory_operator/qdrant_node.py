@@ -7,6 +7,9 @@ cannot parse (`is_ready`). Uploads go through the client's generated multipart c
 file object it is given.
 
 Errors come out as `QdrantError` (or `NotFound`), with the node's URL and Qdrant's own reason.
+
+Over `https` every call verifies the node's certificate: qdrant-client's REST client and the plain
+HTTP client share one SSL context, from the store's CA bundle (`memory_operator.tls`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import ssl
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,11 +30,13 @@ from qdrant_client import QdrantClient
 from qdrant_client.http import models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from memory_operator import tls
+
 # Snapshots, recoveries and shard transfers of large collections take long; reading state must not.
 LONG_TIMEOUT_SECONDS = 3600
 SHORT_TIMEOUT_SECONDS = 30
 CHUNK_SIZE = 1024 * 1024
-# In-cluster traffic to Qdrant is plain HTTP inside the store's NetworkPolicy, by design.
+# Without `spec.tls`, in-cluster traffic to Qdrant is plain HTTP inside the store's NetworkPolicy.
 INSECURE_KEY_WARNING = "Api key is used with an insecure connection."
 
 T = TypeVar("T")
@@ -58,11 +64,20 @@ def minor_version(version: str | None) -> str | None:
     return f"{int(parts[0])}.{int(parts[1])}"
 
 
-def _client(url: str, api_key: str | None, timeout: int) -> QdrantClient:
+def qdrant_client(
+    url: str, api_key: str | None, timeout: int, context: ssl.SSLContext | None = None
+) -> QdrantClient:
+    """A REST client of the node at `url`, verifying its certificate over `https`."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=INSECURE_KEY_WARNING)
         # The project checks versions itself (restore refuses another minor); no call at construction.
-        return QdrantClient(url=url, api_key=api_key, timeout=timeout, check_compatibility=False)
+        return QdrantClient(
+            url=url,
+            api_key=api_key,
+            timeout=timeout,
+            check_compatibility=False,
+            verify=tls.verify(url, context),
+        )
 
 
 class QdrantNode:
@@ -74,15 +89,19 @@ class QdrantNode:
         api_key: str | None = None,
         long_timeout: int = LONG_TIMEOUT_SECONDS,
         short_timeout: int = SHORT_TIMEOUT_SECONDS,
+        context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self.client = _client(self.url, api_key, long_timeout)
-        self.quick = _client(self.url, api_key, short_timeout)
+        verify = tls.verify(self.url, context)
+        shared = verify if isinstance(verify, ssl.SSLContext) else None
+        self.client = qdrant_client(self.url, api_key, long_timeout, shared)
+        self.quick = qdrant_client(self.url, api_key, short_timeout, shared)
         headers = {"api-key": api_key} if api_key else {}
         self._http = httpx.Client(
             base_url=self.url,
             headers=headers,
             timeout=httpx.Timeout(connect=10.0, read=long_timeout, write=long_timeout, pool=30.0),
+            verify=verify,
         )
 
     def close(self) -> None:

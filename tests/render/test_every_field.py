@@ -113,6 +113,7 @@ BASE: dict[str, Any] = {
     },
     "imagePullSecrets": [{"name": "regcred"}],
     "monitoring": {"canary": {}},
+    "tls": {"mode": "enabled"},
 }
 S3 = {
     "bucket": "memories",
@@ -182,6 +183,12 @@ STORE_CHANGES: dict[str, Any] = {
     "monitoring.canary.minRecall": 0.9,
     "monitoring.canary.maxLatencyP95Milliseconds": 500,
     "monitoring.canary.suspend": True,
+    "tls.mode": "disabled",
+    "tls.secretName": "own-tls",
+    "tls.issuerRef.name": "other-issuer",
+    "tls.issuerRef.kind": "ClusterIssuer",
+    "tls.issuerRef.group": "issuers.example.com",
+    "tls.clientCaSecret": "clients-ca",
     **{f"{owner}.{leaf}": value for owner in POD_OWNERS for leaf, value in POD_CHANGES.items()},
 }
 BASES: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -190,12 +197,18 @@ BASES: dict[str, Callable[[dict[str, Any]], None]] = {
     "vectorStore.snapshots.storageClassName": lambda spec: spec["vectorStore"].update(
         snapshots={"claim": True}
     ),
-    # The canary needs the builtin server.
+    # The canary and TLS need the builtin server.
     "server.user": lambda spec: (
         spec["server"].update(flavor="openmemory", config=None),
         spec.pop("monitoring"),
+        spec.pop("tls"),
     ),
-    "server.flavor": lambda spec: (spec["server"].update(config=None), spec.pop("monitoring")),
+    "server.flavor": lambda spec: (
+        spec["server"].update(config=None),
+        spec.pop("monitoring"),
+        spec.pop("tls"),
+    ),
+    "tls.issuerRef": lambda spec: spec["tls"].update(issuerRef={"name": "issuer"}),
     "backup.destination.s3": lambda spec: spec["backup"].update(destination={"s3": dict(S3)}),
 }
 

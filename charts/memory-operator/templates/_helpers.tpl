@@ -135,6 +135,10 @@ Namespaced resources only; `memory-operator.clusterRules` holds the cluster-scop
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# A store's cert-manager Certificate (tls.issuerRef), watched once cert-manager is installed.
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Kopf's peering between replicas watching listed namespaces: one object in each.
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]

@@ -379,6 +379,58 @@ class MonitoringSpec(ApiModel):
     """A recall canary run on a schedule (the `builtin` server only); none when unset."""
 
 
+class TlsMode(StrEnum):
+    disabled = "disabled"
+    enabled = "enabled"
+
+
+class IssuerRef(ApiModel):
+    """A cert-manager issuer, as a cert-manager `Certificate` names it."""
+
+    name: ObjectName
+    """Name of the Issuer (in the store's namespace) or ClusterIssuer."""
+    kind: Literal["Issuer", "ClusterIssuer"] = "Issuer"
+    """`Issuer` or `ClusterIssuer`."""
+    group: str = Field(default="cert-manager.io", min_length=1, max_length=253)
+    """API group of the issuer; `cert-manager.io` unless an external issuer's."""
+
+
+class TlsSpec(ApiModel):
+    """TLS on every hop of the store: clients to the memory server, the server and the jobs to Qdrant,
+    Qdrant's nodes to each other. The certificate comes from the Secret named in `secretName`, from
+    cert-manager when `issuerRef` is set, or else from a CA the operator generates and rotates itself."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "!has(self.secretName) || !has(self.issuerRef)", "set at most one of secretName and issuerRef"
+        )
+    )
+
+    mode: TlsMode = TlsMode.disabled
+    """`disabled`: plain HTTP inside the cluster (guarded by API keys and NetworkPolicies); `enabled`: the
+    server serves HTTPS, Qdrant serves its API (and, with several nodes, talks to its peers) over TLS,
+    and every client verifies the certificate against the store's CA bundle."""
+    secret_name: ObjectName | None = None
+    """A `kubernetes.io/tls` Secret with `tls.crt` and `tls.key` (and `ca.crt`, required with several
+    Qdrant nodes) for the store's DNS names (docs/tls.md lists them); the operator generates none."""
+    issuer_ref: IssuerRef | None = None
+    """A cert-manager issuer: the operator creates a `Certificate` for the store's DNS names and serves
+    what cert-manager issues (cert-manager must be installed)."""
+    client_ca_secret: ObjectName | None = None
+    """Mutual TLS: a Secret whose `ca.crt` signs the certificates clients of the memory server must
+    present; the server then refuses connections without one (its probes go to a port of their own)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TlsSpec:
+        if self.secret_name and self.issuer_ref:
+            raise ValueError("set at most one of secretName and issuerRef")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == TlsMode.enabled
+
+
 class DeletionPolicy(StrEnum):
     Retain = "Retain"
     Delete = "Delete"
@@ -386,6 +438,8 @@ class DeletionPolicy(StrEnum):
 
 # The canary speaks the builtin server's API (mem0's add, search and delete by scope).
 CANARY_FLAVOR_MESSAGE = "monitoring.canary needs the builtin server flavor"
+# The upstream OpenMemory server has no TLS settings, for itself or for Qdrant.
+TLS_FLAVOR_MESSAGE = "tls.mode enabled needs the builtin server flavor"
 
 
 class MemoryStoreSpec(ApiModel):
@@ -398,6 +452,11 @@ class MemoryStoreSpec(ApiModel):
                 "!has(self.monitoring) || !has(self.monitoring.canary) || !has(self.server) "
                 "|| !has(self.server.flavor) || self.server.flavor == 'builtin'",
                 CANARY_FLAVOR_MESSAGE,
+            ),
+            cel(
+                "!has(self.tls) || !has(self.tls.mode) || self.tls.mode == 'disabled' || !has(self.server) "
+                "|| !has(self.server.flavor) || self.server.flavor == 'builtin'",
+                TLS_FLAVOR_MESSAGE,
             ),
         )
     )
@@ -425,12 +484,24 @@ class MemoryStoreSpec(ApiModel):
     jobs), after those the operator adds to every store."""
     monitoring: MonitoringSpec | None = None
     """Checks beyond the pods' health: the recall canary."""
+    tls: TlsSpec | None = None
+    """TLS on every hop (the `builtin` server only); plain HTTP inside the cluster when unset."""
 
     @model_validator(mode="after")
     def _canary_needs_the_builtin_server(self) -> MemoryStoreSpec:
         if self.monitoring and self.monitoring.canary and self.server.flavor != ServerFlavor.builtin:
             raise ValueError(CANARY_FLAVOR_MESSAGE)
         return self
+
+    @model_validator(mode="after")
+    def _tls_needs_the_builtin_server(self) -> MemoryStoreSpec:
+        if self.tls_enabled and self.server.flavor != ServerFlavor.builtin:
+            raise ValueError(TLS_FLAVOR_MESSAGE)
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls is not None and self.tls.enabled
 
 
 Phase = Literal["Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused"]

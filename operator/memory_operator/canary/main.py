@@ -105,6 +105,7 @@ def server_url(args: argparse.Namespace) -> str:
 def execute(args: argparse.Namespace, summary: CanarySummary) -> None:
     import httpx
 
+    from memory_operator import tls
     from memory_operator.canary import probe, scenario
 
     if args.top_k < 1:
@@ -124,7 +125,10 @@ def execute(args: argparse.Namespace, summary: CanarySummary) -> None:
         len(chosen.questions),
         args.top_k,
     )
-    with httpx.Client(base_url=url, headers=headers, timeout=REQUEST_TIMEOUT) as http:
+    # Over https the server's certificate is verified against the store's CA bundle (and the job
+    # presents its client certificate to a server that demands one).
+    verify = tls.verify(url)
+    with httpx.Client(base_url=url, headers=headers, timeout=REQUEST_TIMEOUT, verify=verify) as http:
         probe.run_scenario(probe.Probe(http), chosen, summary)
 
 

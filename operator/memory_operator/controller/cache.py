@@ -59,6 +59,8 @@ CHILDREN = (
     Watched("batch", "v1", "cronjobs", "CronJob"),
     Watched("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     Watched("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    # A store's cert-manager Certificate (`tls.issuerRef`); watched once the cluster serves the kind.
+    Watched("cert-manager.io", "v1", "certificates", "Certificate"),
 )
 SECRETS = Watched("", "v1", "secrets", "Secret", selector=None)
 # Pods of the jobs only: their termination message is the job's summary.
@@ -80,21 +82,29 @@ def trimmed(body: Body, watched: Watched) -> dict[str, Any]:
     return result
 
 
+# Keys of a Secret whose values are public: the CA bundle of a TLS Secret, which the operator hands
+# to the clients of a store that serves a certificate from the user's Secret.
+PUBLIC_KEYS = frozenset({"ca.crt"})
+
+
 def secret_view(body: Body) -> dict[str, Any]:
-    """A Secret of ours whole; any other as its keys with a digest of each value."""
+    """A Secret of ours whole; any other as its keys with a digest of each value (and its CA bundle,
+    which is public, as it is)."""
     meta = body.get("metadata") or {}
     if _is_ours(meta.get("labels") or {}):
         return trimmed(body, SECRETS)
-    digests = {
-        key: hashlib.sha256(str(value).encode()).hexdigest()
-        for key, value in (body.get("data") or {}).items()
-    }
-    return {
+    data = body.get("data") or {}
+    digests = {key: hashlib.sha256(str(value).encode()).hexdigest() for key, value in data.items()}
+    view = {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"), "uid": meta.get("uid")},
         "digests": digests,
     }
+    public = {key: value for key, value in data.items() if key in PUBLIC_KEYS}
+    if public:
+        view["public"] = public
+    return view
 
 
 def job_pod_view(body: Body) -> dict[str, Any]:
@@ -200,6 +210,11 @@ class Cache:
 
     def stores(self, namespace: str) -> list[dict[str, Any]]:
         return self._values(STORES, namespace)
+
+    def every_store(self) -> list[dict[str, Any]]:
+        """The stores of every watched namespace."""
+        index = self.indexes.get(STORES.index_id)
+        return [dict(v) for key in (index or {}) for v in index[key]] if index is not None else []
 
     def policies(self, namespace: str) -> list[dict[str, Any]]:
         return self._values(POLICIES, namespace)

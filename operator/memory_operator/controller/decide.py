@@ -20,6 +20,7 @@ from memory_operator.api.policy import MemoryPolicy
 from memory_operator.api.store import Endpoints, LastBackup, LastExpiration, MemoryStore, MemoryStoreStatus
 from memory_operator.controller import (
     bootstrap,
+    certificates,
     collection,
     credentials,
     grants,
@@ -58,15 +59,31 @@ class Steps:
     restore: bootstrap.Bootstrap
     collection: collection.Collection
     upgrade: upgrade.Upgrade
+    tls: certificates.Tls = certificates.DISABLED
 
 
-def steps(store: MemoryStore, snap: Snapshot, previous: MemoryStoreStatus, settings: RenderSettings) -> Steps:
+def steps(
+    store: MemoryStore,
+    snap: Snapshot,
+    previous: MemoryStoreStatus,
+    settings: RenderSettings,
+    now: str | None = None,
+    minter: certificates.Minter | None = None,
+) -> Steps:
+    """`now` and `minter` decide the certificates (by default: the clock, and new ones when needed)."""
     restore = restore_decision(store, snap, previous)
     restoring = restore.held is not None or restore.run_job
     return Steps(
         restore=restore,
         collection=collection.decide(store, snap, previous, restoring=restoring),
         upgrade=upgrade.decide(store, snap, qdrant_render.image(store, settings.images)),
+        tls=certificates.decide(
+            store,
+            snap.secrets,
+            certificates.parse_time(now or status.now_rfc3339()),
+            minter or certificates.FreshMinter(),
+            cert_manager=settings.cert_manager,
+        ),
     )
 
 
@@ -97,8 +114,15 @@ class Decision:
         return None if self.status is None else self.status.phase
 
 
-def decide(snap: Snapshot, settings: RenderSettings, fresh: Credentials, now: str) -> Decision:
-    """One reconcile of the store in `snap`. `fresh` are keys to use for any key not yet generated."""
+def decide(
+    snap: Snapshot,
+    settings: RenderSettings,
+    fresh: Credentials,
+    now: str,
+    minter: certificates.Minter | None = None,
+) -> Decision:
+    """One reconcile of the store in `snap`. `fresh` are keys to use for any key not yet generated,
+    `minter` makes the certificates not yet generated (or due for renewal)."""
     body = snap.body
     if body["metadata"].get("deletionTimestamp"):
         return Decision(status=None)
@@ -115,10 +139,11 @@ def decide(snap: Snapshot, settings: RenderSettings, fresh: Credentials, now: st
     problems = validation.secret_problems(store, snap.secrets)
     if keys.problem is not None:
         problems.insert(0, keys.problem)
-    decided = steps(store, snap, previous, settings)
+    decided = steps(store, snap, previous, settings, now, minter)
     restore, made, upgraded = decided.restore, decided.collection, decided.upgrade
     if upgraded.problem is not None:
         problems.append(upgraded.problem)
+    problems += decided.tls.problems
     policies = selecting_policies(store, snap.policies)
     manifests = children_of(store, snap, settings, keys.credentials, decided)
     desired = desired_children(snap, manifests)
@@ -248,6 +273,7 @@ def directives(store: MemoryStore, snap: Snapshot, decided: Steps) -> Directives
         hold_server=restore.held is not None or made.hold_server,
         qdrant_partition=decided.upgrade.partition,
         upgrade_check=decided.upgrade.check,
+        certificates=decided.tls.certificates,
         clients=grants.store_grants(
             store,
             snap.clients,
@@ -402,6 +428,7 @@ def store_status(
             *([restore.condition] if restore.condition else []),
             *([made.condition] if made.condition else []),
             *([decided.upgrade.condition] if decided.upgrade.condition else []),
+            *([decided.tls.condition] if decided.tls.condition else []),
             *backup_conditions(store, snap),
             *expiration_conditions(store, snap),
         ],

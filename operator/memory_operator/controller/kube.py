@@ -68,6 +68,7 @@ RESOURCES = _resources(
     Resource(API_VERSION, "MemoryPolicy", "memorypolicies"),
     Resource(API_VERSION, "MemoryBackup", "memorybackups"),
     Resource(API_VERSION, "MemoryClient", "memoryclients"),
+    Resource("cert-manager.io/v1", "Certificate", "certificates"),
     Resource("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),
     Resource("kopf.dev/v1", "KopfPeering", "kopfpeerings"),
 )
@@ -125,6 +126,16 @@ class Kube:
 
     async def _run(self, method: str, path: str, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self._call, method, path, **kwargs)
+
+    async def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves `plural` in `api_version` (discovery: no RBAC needed)."""
+        try:
+            found = await self._run("GET", f"/apis/{api_version}")
+        except ApiException as error:
+            if error.status in (403, 404, 503):
+                return False
+            raise
+        return any(r.get("name") == plural for r in (found or {}).get("resources") or [])
 
     async def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:

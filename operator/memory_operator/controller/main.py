@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     render_settings = RenderSettings(
         job_image=options.job_image or DEFAULT_JOB_IMAGE,
         operator_namespace=options.operator_namespace,
+        # Learnt from discovery now, and from the watch of its CRD afterwards (handlers/store.py).
+        cert_manager=serves_certificates(kube),
         **deployment.render_settings(args),
     )
     registry = kopf.OperatorRegistry()
@@ -145,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
         liveness_endpoint=f"http://{options.bind_address}:{options.liveness_port}/healthz",
     )
     return 0
+
+
+def serves_certificates(kube: Any) -> bool:
+    """Whether the cluster serves cert-manager's Certificates (for stores with `tls.issuerRef`)."""
+    import asyncio
+
+    return bool(asyncio.run(kube.serves("cert-manager.io/v1", "certificates")))
 
 
 def ensure_peering(kube: Any, options: Options) -> None:

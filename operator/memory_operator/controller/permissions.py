@@ -66,6 +66,13 @@ NAMESPACED = (
     Permission("batch", "cronjobs", CHILD, "expiration CronJobs", applied=True),
     Permission("networking.k8s.io", "networkpolicies", CHILD, "children", applied=True),
     Permission("policy", "poddisruptionbudgets", CHILD, "children", applied=True),
+    Permission(
+        "cert-manager.io",
+        "certificates",
+        CHILD,
+        "a store's cert-manager Certificate (tls.issuerRef)",
+        applied=True,
+    ),
     Permission("kopf.dev", "kopfpeerings", (*WATCHED, "create", "patch"), "peering between replicas"),
 )
 

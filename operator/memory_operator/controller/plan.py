@@ -28,7 +28,9 @@ HASH_ANNOTATION = labels.APPLIED_HASH
 # Services, the server's Deployment and the jobs' ServiceAccount are rendered for as long as the store
 # lives, under names that never change: they are never pruned (controller/permissions.py grants no
 # delete for them).
-PRUNABLE_KINDS = frozenset({"ConfigMap", "StatefulSet", "CronJob", "NetworkPolicy", "PodDisruptionBudget"})
+PRUNABLE_KINDS = frozenset(
+    {"ConfigMap", "StatefulSet", "CronJob", "NetworkPolicy", "PodDisruptionBudget", "Certificate"}
+)
 
 
 @dataclass(frozen=True)

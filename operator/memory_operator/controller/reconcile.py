@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -17,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from memory_operator import labels
 from memory_operator.api.store import DeletionPolicy
-from memory_operator.controller import act, counting, decide, metrics, status
+from memory_operator.controller import act, certificates, counting, decide, metrics, status
 from memory_operator.controller.cache import Cache
 from memory_operator.controller.kube import BACKUP, PVC, STORE, Kube, namespace_terminating
 from memory_operator.controller.snapshot import observe
@@ -40,6 +41,16 @@ class Reconciler:
         # Keys generated for a store until its Secrets show in the cache: a reconcile that runs before
         # the watch reports them renders the same keys, never new ones.
         self._fresh: dict[str, Credentials] = {}
+        # Likewise the certificates minted for a store: the same ones until its Secrets show them.
+        self._minters: dict[str, certificates.KeptMinter] = {}
+
+    def set_cert_manager(self, available: bool) -> bool:
+        """Whether the cluster serves cert-manager's Certificates now; True when that changed."""
+        if self.render_settings.cert_manager == available:
+            return False
+        logger.info("cert-manager's Certificates are %s", "served" if available else "no longer served")
+        self.render_settings = dataclasses.replace(self.render_settings, cert_manager=available)
+        return True
 
     @asynccontextmanager
     async def locked(self, namespace: str, name: str) -> AsyncIterator[None]:
@@ -95,7 +106,9 @@ class Reconciler:
             return None
         snap = observe(cache, body)
         now = status.now_rfc3339()
-        decision = decide.decide(snap, self.render_settings, self._fresh_keys(snap), now)
+        uid = str(body["metadata"].get("uid"))
+        minter = self._minters.setdefault(uid, certificates.KeptMinter())
+        decision = decide.decide(snap, self.render_settings, self._fresh_keys(snap), now, minter)
         metrics.record_backups(namespace, name, *decision.backup_gauges)
         problem = await act.act(self.kube, namespace, decision, trigger)
         if problem is not None:
@@ -140,6 +153,7 @@ class Reconciler:
                 for obj in objs:
                     await self._release_one(resource, namespace, name, obj, policy, meta["uid"])
         self._fresh.pop(str(meta.get("uid")), None)
+        self._minters.pop(str(meta.get("uid")), None)
         metrics.PHASE_BOOK.record(namespace, name, None)
         metrics.record_backups(namespace, name, None, None)
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory_operator.controller.cache import Cache
-from memory_operator.render.names import client_secret_name
+from memory_operator.render.clients import store_named
+from memory_operator.render.names import client_secret_name, tls_secret_name
 
 Body = dict[str, Any]
 
@@ -58,6 +59,12 @@ def referenced_secret_names(body: Mapping[str, Any]) -> set[str]:
         found.add(((server.get(model) or {}).get("apiKeySecretRef") or {}).get("name"))
     s3 = ((spec.get("backup") or {}).get("destination") or {}).get("s3") or {}
     found.add(s3.get("credentialsSecret"))
+    tls = spec.get("tls") or {}
+    found |= {tls.get("secretName"), tls.get("clientCaSecret")}
+    if tls.get("issuerRef"):
+        # The Secret cert-manager issues into: its arrival (and each renewal) rolls the pods.
+        meta = body.get("metadata") or {}
+        found.add(tls_secret_name(store_named(str(meta.get("namespace")), str(meta.get("name")))))
     return {name for name in found if name}
 
 

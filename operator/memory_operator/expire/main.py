@@ -139,8 +139,10 @@ def execute(args: argparse.Namespace, summary: ExpirationSummary) -> None:
     import httpx
     from qdrant_client import QdrantClient
 
+    from memory_operator import tls
     from memory_operator.expire import purge
     from memory_operator.expire.openmemory import OpenMemoryDeleter
+    from memory_operator.qdrant_node import qdrant_client
 
     policy_path = Path(_setting(args.policy_file, env.POLICY_FILE, env.POLICY_PATH) or env.POLICY_PATH)
     spec = load_policy(policy_path)
@@ -165,12 +167,7 @@ def execute(args: argparse.Namespace, summary: ExpirationSummary) -> None:
     if args.qdrant_path is not None:
         client = QdrantClient(path=str(args.qdrant_path))
     else:
-        client = QdrantClient(
-            url=url,
-            api_key=_setting(args.qdrant_api_key, env.QDRANT_API_KEY),
-            timeout=int(args.timeout),
-            check_compatibility=False,
-        )
+        client = qdrant_client(str(url), _setting(args.qdrant_api_key, env.QDRANT_API_KEY), int(args.timeout))
     http: httpx.Client | None = None
     try:
         deleter: purge.Deleter = purge.QdrantDeleter(client, collection)
@@ -180,7 +177,12 @@ def execute(args: argparse.Namespace, summary: ExpirationSummary) -> None:
                 raise ConfigurationError(f"the openmemory flavor needs its API: set ${env.SERVER_URL}")
             api_key = _setting(args.api_key, env.API_KEY)
             headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-            http = httpx.Client(base_url=server_url, headers=headers, timeout=args.timeout)
+            http = httpx.Client(
+                base_url=server_url,
+                headers=headers,
+                timeout=args.timeout,
+                verify=tls.verify(server_url),
+            )
             deleter = OpenMemoryDeleter(client, collection, http)
         purge.expire_store(
             client,

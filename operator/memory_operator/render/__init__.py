@@ -27,6 +27,7 @@ from memory_operator.render import (
     openmemory,
     qdrant,
     server,
+    tls,
     upgrade,
 )
 from memory_operator.render import credentials as credentials_
@@ -58,6 +59,9 @@ class RenderSettings:
     """Secrets every store's pods pull their images with, before the store's own."""
     metrics_scraper: Scraper | None = None
     """The pods (a Prometheus) that the Qdrant NetworkPolicies let reach Qdrant's `/metrics`."""
+    cert_manager: bool = True
+    """Whether the cluster serves cert-manager's Certificates (the operator learns it from the API);
+    without, a store that names an issuer (`tls.issuerRef`) is refused."""
 
     @property
     def images(self) -> Images:
@@ -96,11 +100,15 @@ class Directives:
     clients: Sequence[ClientGrant] | None = None
     """The MemoryClients the store's server admits (key hashes, scopes, quotas); None when the store
     has never had one: no clients Secret, nothing mounted."""
+    certificates: tls.Certificates = tls.NONE
+    """The store's certificates (`spec.tls`): those the operator generates, and the digest that rolls
+    Qdrant's and the server's pods when they change."""
 
 
 # Kinds in the order they are applied: what pods reference exists before the pods.
 APPLY_ORDER = [
     "Secret",
+    "Certificate",
     "ServiceAccount",
     "ConfigMap",
     "PersistentVolumeClaim",
@@ -135,16 +143,23 @@ def render_store(
     manifests: list[dict[str, Any]] = []
     if credentials is not None:
         manifests += credentials_.render(store, credentials)
+        manifests += tls.secrets(store, directives.certificates.generated)
+    certificate = tls.certificate(store)
+    if certificate is not None:
+        manifests.append(certificate)
     # Every job of the store runs as the store's own jobs ServiceAccount, with no API token.
     manifests.append(jobs.service_account(store))
     jobs_account = names.jobs_service_account_name(store)
     pulled = settings.images
-    manifests += qdrant.render(store, pulled, directives.qdrant_partition)
+    certificates = directives.certificates
+    manifests += qdrant.render(store, pulled, directives.qdrant_partition, certificates)
     if store.spec.server.flavor == ServerFlavor.openmemory:
         manifests += openmemory.render(store, directives.hold_server, pulled)
     else:
         served = directives.clients is not None
-        manifests += server.render(store, directives.hold_server, pulled, clients=served)
+        manifests += server.render(
+            store, directives.hold_server, pulled, clients=served, certificates=certificates
+        )
         if credentials is not None and directives.clients is not None:
             manifests.append(clients.clients_secret(store, directives.clients))
     manifests += network.render(

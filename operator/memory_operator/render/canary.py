@@ -51,8 +51,16 @@ def cronjob(
         store,
     )
     job_labels = _labels(store)
+    # It calls the server as a client would: under mutual TLS with the jobs' client certificate.
     template = jobs.pod_template(
-        job_labels, service_account, container, [], needs_api=False, store=store, images=images
+        job_labels,
+        service_account,
+        container,
+        [],
+        needs_api=False,
+        store=store,
+        images=images,
+        tls_client=True,
     )
     job = jobs.job_spec(
         template,

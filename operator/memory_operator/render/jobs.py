@@ -9,6 +9,7 @@ from memory_operator import env
 from memory_operator import labels as labels_
 from memory_operator.api.store import JobsSpec, MemoryStore
 from memory_operator.render import meta, names, server
+from memory_operator.render import tls as tls_
 from memory_operator.render.meta import Manifest
 
 # Fail a stuck run instead of blocking the schedule (Forbid skips runs while one is active).
@@ -69,10 +70,20 @@ def pod_template(
     annotations: dict[str, str] | None = None,
     store: MemoryStore | None = None,
     images: meta.Images = meta.NO_IMAGES,
+    tls_client: bool = False,
 ) -> dict[str, Any]:
-    """A job's pod template; with `store`, placed and labelled as its `jobs.pod` says, and pulling with
-    the operator's and the store's pull secrets."""
+    """A job's pod template; with `store`, placed and labelled as its `jobs.pod` says, pulling with
+    the operator's and the store's pull secrets, and with TLS the store's CA bundle to verify its
+    endpoints with (`tls_client`: and the jobs' client certificate, for a server that demands one)."""
     pod = store.spec.jobs.pod if store is not None else None
+    if store is not None and tls_.enabled(store):
+        tls_volumes, tls_mounts = tls_.job_volumes(store, tls_client)
+        job_container = {
+            **job_container,
+            "env": [*job_container["env"], *tls_.job_env(store, tls_client)],
+            "volumeMounts": [*job_container["volumeMounts"], *tls_mounts],
+        }
+        volumes = [*volumes, *tls_volumes]
     spec = {
         "restartPolicy": "Never",
         "serviceAccountName": service_account,

@@ -154,8 +154,12 @@ def checksum(*contents: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def http_probe(path: str, port: str | int, **timing: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": port}, **timing}
+def http_probe(path: str, port: str | int, scheme: str | None = None, **timing: int) -> dict[str, Any]:
+    """An httpGet probe; `scheme` `HTTPS` for a TLS port (unset: HTTP, the API server's default)."""
+    action: dict[str, Any] = {"path": path, "port": port}
+    if scheme:
+        action["scheme"] = scheme
+    return {"httpGet": action, **timing}
 
 
 def service_port(name: str, port: int) -> dict[str, Any]:

@@ -178,8 +178,48 @@ def client_secret_name(client: str) -> str:
     return fit(f"{client}-memory-credentials", MAX_SECRET_NAME)
 
 
+def tls_secret_name(store: MemoryStore) -> str:
+    """The Secret of the certificate the store serves: the user's (`tls.secretName`), else `<store>-tls`,
+    which the operator generates or cert-manager issues."""
+    tls = store.spec.tls
+    return (tls.secret_name if tls is not None else None) or _child(store, "tls")
+
+
+def tls_ca_secret_name(store: MemoryStore) -> str:
+    """The Secret of the CA the operator generates for the store (its key never leaves it)."""
+    return _child(store, "ca")
+
+
+def jobs_tls_secret_name(store: MemoryStore) -> str:
+    """The Secret of the client certificate the store's jobs present to a server demanding one."""
+    return _child(store, "jobs-tls")
+
+
+def certificate_name(store: MemoryStore) -> str:
+    """The cert-manager Certificate of the store (`tls.issuerRef`)."""
+    return _child(store, "tls")
+
+
 def _svc_host(name: str, store: MemoryStore) -> str:
     return f"{name}.{store.metadata.namespace}.svc"
+
+
+def scheme(store: MemoryStore) -> str:
+    """`https` when the store runs TLS, else `http`."""
+    return "https" if store.spec.tls_enabled else "http"
+
+
+def tls_dns_names(store: MemoryStore) -> list[str]:
+    """The names the store's certificate must hold: its server's and Qdrant's Services, short and long,
+    and every Qdrant node behind the headless Service (a wildcard, so that scaling needs no new one)."""
+    namespace = store.metadata.namespace
+    result = []
+    for service in (server_service_name(store), qdrant_service_name(store)):
+        result += [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
+        result.append(f"{service}.{namespace}.svc.cluster.local")
+    headless = qdrant_headless_service_name(store)
+    result += [f"*.{headless}.{namespace}.svc", f"*.{headless}.{namespace}.svc.cluster.local"]
+    return result
 
 
 def qdrant_host(store: MemoryStore) -> str:
@@ -189,7 +229,7 @@ def qdrant_host(store: MemoryStore) -> str:
 
 def qdrant_url(store: MemoryStore) -> str:
     """Qdrant's REST URL inside the cluster."""
-    return f"http://{qdrant_host(store)}:{env.QDRANT_HTTP_PORT}"
+    return f"{scheme(store)}://{qdrant_host(store)}:{env.QDRANT_HTTP_PORT}"
 
 
 def qdrant_peer_host(store: MemoryStore, ordinal: int) -> str:
@@ -201,11 +241,11 @@ def qdrant_peer_host(store: MemoryStore, ordinal: int) -> str:
 def qdrant_peer_urls(store: MemoryStore) -> list[str]:
     """REST URL of every Qdrant node."""
     return [
-        f"http://{qdrant_peer_host(store, i)}:{env.QDRANT_HTTP_PORT}"
+        f"{scheme(store)}://{qdrant_peer_host(store, i)}:{env.QDRANT_HTTP_PORT}"
         for i in range(store.spec.vector_store.replicas)
     ]
 
 
 def server_url(store: MemoryStore) -> str:
     """The memory server's base URL inside the cluster."""
-    return f"http://{_svc_host(server_service_name(store), store)}:{env.SERVER_PORT}"
+    return f"{scheme(store)}://{_svc_host(server_service_name(store), store)}:{env.SERVER_PORT}"

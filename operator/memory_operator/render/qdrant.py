@@ -18,6 +18,7 @@ from memory_operator import env
 from memory_operator.api.store import MemoryStore, ServerFlavor
 from memory_operator.images import DEFAULT_QDRANT_IMAGE
 from memory_operator.render import meta, names
+from memory_operator.render import tls as tls_
 from memory_operator.render.credentials import QDRANT_KEY
 from memory_operator.render.meta import Manifest
 
@@ -50,6 +51,8 @@ fi
 exec {entrypoint} --bootstrap "$founder" --uri "$self"
 """.replace("{entrypoint}", ENTRYPOINT)
 )
+# With TLS, the peers talk to each other over https (the store's certificate names every node).
+TLS_PEER_SCRIPT = PEER_SCRIPT.replace('="http://', '="https://')
 
 
 def is_distributed(store: MemoryStore) -> bool:
@@ -96,7 +99,7 @@ def _env(store: MemoryStore) -> list[dict[str, Any]]:
             meta.env_value("QDRANT_PEER_DOMAIN", f"{headless}.{store.metadata.namespace}.svc"),
             meta.env_value("QDRANT_P2P_PORT", env.QDRANT_P2P_PORT),
         ]
-    return variables
+    return variables + tls_.qdrant_env(store, is_distributed(store))
 
 
 def image(store: MemoryStore, images: meta.Images = meta.NO_IMAGES) -> str:
@@ -117,9 +120,11 @@ def _container(store: MemoryStore, images: meta.Images) -> dict[str, Any]:
     }
     if is_distributed(store):
         ports.append(meta.container_port("p2p", env.QDRANT_P2P_PORT))
-        container["command"] = ["/bin/sh", "-c", PEER_SCRIPT]
+        script = TLS_PEER_SCRIPT if tls_.enabled(store) else PEER_SCRIPT
+        container["command"] = ["/bin/sh", "-c", script]
     else:
         container["command"] = ["/bin/sh", "-c", SINGLE_NODE_SCRIPT]
+    scheme = tls_.probe_scheme(store)
     container.update(
         {
             "ports": ports,
@@ -127,21 +132,22 @@ def _container(store: MemoryStore, images: meta.Images) -> dict[str, Any]:
             "resources": meta.resources(vector.resources),
             # Loading large collections can take minutes: the startup probe gives it 10.
             "startupProbe": meta.http_probe(
-                "/livez", "http", periodSeconds=5, timeoutSeconds=3, failureThreshold=120
+                "/livez", "http", scheme, periodSeconds=5, timeoutSeconds=3, failureThreshold=120
             ),
             "livenessProbe": meta.http_probe(
-                "/livez", "http", periodSeconds=10, timeoutSeconds=5, failureThreshold=6
+                "/livez", "http", scheme, periodSeconds=10, timeoutSeconds=5, failureThreshold=6
             ),
             # In cluster mode /readyz answers 503 until the node caught up with consensus, so a rolling
             # update waits for each node before restarting the next.
             "readinessProbe": meta.http_probe(
-                "/readyz", "http", periodSeconds=5, timeoutSeconds=3, failureThreshold=3
+                "/readyz", "http", scheme, periodSeconds=5, timeoutSeconds=3, failureThreshold=3
             ),
             "volumeMounts": [
                 {"name": STORAGE_VOLUME, "mountPath": STORAGE_PATH},
                 {"name": SNAPSHOTS_VOLUME, "mountPath": SNAPSHOTS_PATH},
                 {"name": "init", "mountPath": INIT_DIR},
                 {"name": "tmp", "mountPath": "/tmp"},
+                *tls_.qdrant_volumes(store)[1],
             ],
             "securityContext": meta.container_security_context(),
             "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -220,7 +226,10 @@ def update_strategy(partition: int | None) -> dict[str, Any]:
 
 
 def statefulset(
-    store: MemoryStore, images: meta.Images = meta.NO_IMAGES, partition: int | None = None
+    store: MemoryStore,
+    images: meta.Images = meta.NO_IMAGES,
+    partition: int | None = None,
+    certificates: tls_.Certificates = tls_.NONE,
 ) -> Manifest:
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -233,6 +242,7 @@ def statefulset(
             snapshots_volume(store),
             meta.empty_dir("init", "1Mi"),
             meta.empty_dir("tmp", "1Gi"),
+            *tls_.qdrant_volumes(store)[0],
         ],
     }
     pod = store.spec.vector_store.pod
@@ -258,7 +268,10 @@ def statefulset(
             "selector": {"matchLabels": selector(store)},
             # The controller deletes the claims itself, and only under deletionPolicy Delete.
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-            "template": {"metadata": meta.pod_metadata(pod_labels(store), pod), "spec": pod_spec},
+            "template": {
+                "metadata": meta.pod_metadata(pod_labels(store), pod, tls_.pod_annotations(certificates)),
+                "spec": pod_spec,
+            },
             "volumeClaimTemplates": [_volume_claim_template(store)],
         },
     }
@@ -305,7 +318,10 @@ def headless_service(store: MemoryStore) -> Manifest:
 
 
 def render(
-    store: MemoryStore, images: meta.Images = meta.NO_IMAGES, partition: int | None = None
+    store: MemoryStore,
+    images: meta.Images = meta.NO_IMAGES,
+    partition: int | None = None,
+    certificates: tls_.Certificates = tls_.NONE,
 ) -> list[Manifest]:
     """Services first, so the StatefulSet's pods resolve their peers from the start."""
-    return [headless_service(store), service(store), statefulset(store, images, partition)]
+    return [headless_service(store), service(store), statefulset(store, images, partition, certificates)]

@@ -12,6 +12,7 @@ from memory_operator import images as images_
 from memory_operator.api.store import MemoryStore, ModelProviderSpec
 from memory_operator.render import clients as clients_
 from memory_operator.render import meta, names
+from memory_operator.render import tls as tls_
 from memory_operator.render.credentials import QDRANT_KEY
 from memory_operator.render.meta import Manifest
 
@@ -125,7 +126,7 @@ def _env(store: MemoryStore, clients: bool) -> list[dict[str, Any]]:
         variables.append(meta.env_value(env.CORS_ALLOWED_ORIGINS, origins))
     if clients:
         variables.append(meta.env_value(env.CLIENTS_FILE, env.CLIENTS_PATH))
-    return variables
+    return variables + tls_.server_env(store)
 
 
 def _container(store: MemoryStore, images: meta.Images, clients: bool) -> dict[str, Any]:
@@ -138,25 +139,33 @@ def _container(store: MemoryStore, images: meta.Images, clients: bool) -> dict[s
         mounts.append({"name": CONFIG_VOLUME, "mountPath": env.CONFIG_DIR, "readOnly": True})
     if clients:
         mounts.append(clients_.volume_mount())
+    mounts += tls_.server_volumes(store)[1]
+    ports = [meta.container_port("http", env.SERVER_PORT)]
+    # The probes: on the API's port (over HTTPS with TLS), or under mutual TLS on a plain port of
+    # their own, since the kubelet presents no client certificate.
+    probe_port, scheme = "http", tls_.probe_scheme(store)
+    if tls_.mutual(store):
+        ports.append(meta.container_port("health", env.HEALTH_PORT))
+        probe_port, scheme = "health", None
     return {
         "name": "server",
         "image": images.default_or_given(server.image, images_.DEFAULT_BUILTIN_SERVER_IMAGE),
         "imagePullPolicy": "IfNotPresent",
         "args": ["server", "--port", str(env.SERVER_PORT)],
         # `http` serves the API and the (authenticated) Prometheus metrics at /metrics.
-        "ports": [meta.container_port("http", env.SERVER_PORT)],
+        "ports": ports,
         "env": _env(store, clients),
         "resources": meta.resources(server.resources),
         # Loading the embedding model takes a while on a small CPU share.
         "startupProbe": meta.http_probe(
-            "/healthz", "http", periodSeconds=5, timeoutSeconds=3, failureThreshold=60
+            "/healthz", probe_port, scheme, periodSeconds=5, timeoutSeconds=3, failureThreshold=60
         ),
         "livenessProbe": meta.http_probe(
-            "/healthz", "http", periodSeconds=10, timeoutSeconds=5, failureThreshold=6
+            "/healthz", probe_port, scheme, periodSeconds=10, timeoutSeconds=5, failureThreshold=6
         ),
         # /readyz fails while Qdrant or the collection is missing: no traffic to a server that cannot answer.
         "readinessProbe": meta.http_probe(
-            "/readyz", "http", periodSeconds=5, timeoutSeconds=3, failureThreshold=3
+            "/readyz", probe_port, scheme, periodSeconds=5, timeoutSeconds=3, failureThreshold=3
         ),
         "volumeMounts": mounts,
         "securityContext": meta.container_security_context(),
@@ -164,11 +173,15 @@ def _container(store: MemoryStore, images: meta.Images, clients: bool) -> dict[s
     }
 
 
-def _pod_metadata(store: MemoryStore, config: Manifest | None) -> dict[str, Any]:
+def _pod_metadata(
+    store: MemoryStore, config: Manifest | None, certificates: tls_.Certificates
+) -> dict[str, Any]:
     annotations = {}
     if config is not None:
         # A config change must roll the pods: they read the file once, at start.
         annotations[labels.CONFIG_CHECKSUM] = meta.checksum(config["data"])
+    # So must a new certificate: the server loads it at start.
+    annotations |= tls_.pod_annotations(certificates, server=True)
     return meta.pod_metadata(pod_labels(store), store.spec.server.pod, annotations)
 
 
@@ -178,14 +191,19 @@ def _volumes(store: MemoryStore, config: Manifest | None, clients: bool) -> list
         volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": config["metadata"]["name"]}})
     if clients:
         volumes.append(clients_.volume(store))
-    return volumes
+    return volumes + tls_.server_volumes(store)[0]
 
 
 def deployment(
-    store: MemoryStore, held: bool = False, images: meta.Images = meta.NO_IMAGES, clients: bool = False
+    store: MemoryStore,
+    held: bool = False,
+    images: meta.Images = meta.NO_IMAGES,
+    clients: bool = False,
+    certificates: tls_.Certificates = tls_.NONE,
 ) -> Manifest:
     """The server's Deployment; `held` runs no replica (the store is being restored); `clients` mounts
-    the store's clients Secret (its changes reach the pods without rolling them)."""
+    the store's clients Secret (its changes reach the pods without rolling them); `certificates` roll
+    the pods when they change."""
     config = config_map(store)
     return {
         "apiVersion": "apps/v1",
@@ -199,7 +217,7 @@ def deployment(
             # Stateless: start the new pod before stopping an old one.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": _pod_metadata(store, config),
+                "metadata": _pod_metadata(store, config, certificates),
                 "spec": meta.placed(
                     {
                         "automountServiceAccountToken": False,
@@ -233,11 +251,15 @@ def service(store: MemoryStore) -> Manifest:
 
 
 def render(
-    store: MemoryStore, held: bool = False, images: meta.Images = meta.NO_IMAGES, clients: bool = False
+    store: MemoryStore,
+    held: bool = False,
+    images: meta.Images = meta.NO_IMAGES,
+    clients: bool = False,
+    certificates: tls_.Certificates = tls_.NONE,
 ) -> list[Manifest]:
     config = config_map(store)
     return [
         *([config] if config is not None else []),
         service(store),
-        deployment(store, held, images, clients),
+        deployment(store, held, images, clients, certificates),
     ]

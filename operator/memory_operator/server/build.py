@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from memory_operator import tls
 from memory_operator.server.apps import APPS_SUFFIX, AppRegistry
 from memory_operator.server.categorize import Categorizer
 from memory_operator.server.config import ServerConfig
@@ -40,7 +41,11 @@ def qdrant_client(settings: ServerSettings) -> QdrantClient:
     from qdrant_client import QdrantClient
 
     if settings.qdrant_url:
-        return QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key or None, timeout=10)
+        # Over https, Qdrant's certificate is verified against the store's CA bundle.
+        verify = tls.verify(settings.qdrant_url, ca=settings.qdrant_ca_file)
+        return QdrantClient(
+            url=settings.qdrant_url, api_key=settings.qdrant_api_key or None, timeout=10, verify=verify
+        )
     if settings.qdrant_path is None:
         raise ValueError("either a Qdrant URL or a local Qdrant path is required")
     settings.qdrant_path.mkdir(mode=0o700, parents=True, exist_ok=True)

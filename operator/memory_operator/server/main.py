@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from memory_operator import env
+from memory_operator.server import serving
 from memory_operator.server.settings import (
     DEFAULT_CLIENTS_RELOAD_SECONDS,
     DEFAULT_COLLECTION,
@@ -99,11 +100,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=env.get(env.SERVER_CONFIG_FILE),
         help=f"YAML with categories, custom instructions, default expirations ({env.SERVER_CONFIG_FILE})",
     )
+    serving.add_arguments(run)
 
     store = parser.add_argument_group("Qdrant and keys")
     store.add_argument("--qdrant-url", default=env.get(env.QDRANT_URL), help=f"Qdrant URL ({env.QDRANT_URL})")
     store.add_argument(
         "--qdrant-api-key", default=env.get(env.QDRANT_API_KEY), help=f"Qdrant API key ({env.QDRANT_API_KEY})"
+    )
+    store.add_argument(
+        "--qdrant-ca-file",
+        type=Path,
+        default=env.get(env.TLS_CA_FILE),
+        help=f"CA bundle that verifies an https Qdrant (default: the system's; {env.TLS_CA_FILE})",
     )
     store.add_argument(
         "--collection",
@@ -271,6 +279,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         cors_allowed_origins=origins_of(args.cors_allowed_origins),
         clients_file=Path(args.clients_file).expanduser() if args.clients_file else None,
         clients_reload_seconds=args.clients_reload_seconds,
+        qdrant_ca_file=Path(args.qdrant_ca_file) if args.qdrant_ca_file else None,
     )
 
 
@@ -288,13 +297,12 @@ def run(args: argparse.Namespace) -> int:
     if args.embedded:
         keep_data_private(args.data_dir.expanduser().resolve())
     settings = settings_from_args(args)
+    where = serving.listening(args, settings.host)
     if args.embedded:
         # mem0 writes a small config file under MEM0_DIR at import; keep it beside the data.
         os.environ.setdefault("MEM0_DIR", str(args.data_dir.expanduser().resolve() / "mem0"))
     else:
         os.environ.setdefault("MEM0_DIR", f"{env.SCRATCH_DIR}/mem0")
-
-    import uvicorn
 
     from memory_operator.server.app import ServiceSlot, create_app
     from memory_operator.server.auth import ApiKeys
@@ -322,13 +330,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.embedded:
         shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-        print(f"Memory server: http://{shown_host}:{args.port}", flush=True)
+        print(f"Memory server: {where.scheme}://{shown_host}:{args.port}", flush=True)
         print(f"API key: {settings.api_key}", flush=True)
         print(f"Data: {settings.qdrant_path}", flush=True)
         if watcher is not None:
             print(f"Clients: {len(watcher.directory)} from {settings.clients_file}", flush=True)
     try:
-        uvicorn.run(app, host=settings.host, port=args.port, log_config=log_config, access_log=True)
+        serving.serve(app, where, log_config)
     finally:
         if watcher is not None:
             watcher.stop()

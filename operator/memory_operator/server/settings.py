@@ -50,6 +50,9 @@ class ServerSettings:
     # The clients file (per-client keys, scopes and quotas), polled for changes; None: no clients.
     clients_file: Path | None = None
     clients_reload_seconds: float = DEFAULT_CLIENTS_RELOAD_SECONDS
+    # The CA bundle Qdrant's certificate is verified against (an https `qdrant_url`); None: the
+    # system's trust store.
+    qdrant_ca_file: Path | None = None
 
     @property
     def embedding_dims(self) -> int:

@@ -98,6 +98,27 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
             assert namespace, "a namespaced resource"
             await reconciler.reconcile_soon(Cache.of(kwargs), namespace, labels[_STORE], trigger="child")
 
+    # cert-manager installed (or removed) while the operator runs: stores that name an issuer go on (or
+    # are refused). The initial listing reports an installed one as well.
+    @kopf.on.event(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        registry=registry,
+        id="cert-manager",
+        when=is_cert_manager_crd,
+    )
+    async def cert_manager_changed(type: str | None, **kwargs: Any) -> None:
+        if not reconciler.set_cert_manager(type != "DELETED"):
+            return
+        cache = Cache.of(kwargs)
+        for store in cache.every_store():
+            if ((store.get("spec") or {}).get("tls") or {}).get("issuerRef"):
+                meta = store["metadata"]
+                await reconciler.reconcile_soon(
+                    cache, meta["namespace"], meta["name"], trigger="cert-manager"
+                )
+
     # A Secret a store names (its existing keys, model keys, backup credentials) that appears or changes.
     @kopf.on.event("", "v1", "secrets", registry=registry, id="named-secret")
     async def secret_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
@@ -109,3 +130,8 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
 
 
 _STORE = labels.STORE
+CERT_MANAGER_CRD = "certificates.cert-manager.io"
+
+
+def is_cert_manager_crd(name: str, **_: Any) -> bool:
+    return name == CERT_MANAGER_CRD
