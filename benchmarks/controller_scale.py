@@ -208,6 +208,7 @@ def details(
     return {
         "rss_mb": round(rss),
         "idle_requests_per_store_minute": round(len(idle_requests) / count / (idle / 60), 3),
+        "idle_requests_by_resource": _by_resource(idle_requests, count),
         "change_writes_per_store": round(len(writes) / count, 2),
         "change_writes_by_resource": _by_resource(writes, count),
         "change_reads": len(reads),

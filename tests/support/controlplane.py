@@ -447,6 +447,10 @@ class ControlPlane:
                 "--node-ip=127.0.0.1",
                 "--cidr=10.244.0.0/16",
                 "--server-address=127.0.0.1:0",
+                # The node's heartbeat: kwok renews its Lease, as a kubelet does. Without one, its stages
+                # update the node's status too seldom, the node lifecycle controller finds the node
+                # silent and every pod on it goes NotReady.
+                "--node-lease-duration-seconds=40",
             ],
         )
         self.apply(
