@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Writes docs/api.md, the reference of every field of MemoryStore, MemoryPolicy, MemoryBackup and
-MemoryClient.
+"""Writes docs/api.md, the reference of every field of MemoryStore, MemoryPolicy, MemoryBackup,
+MemoryClient and MemoryErasure.
 
 The pydantic models of `memory_operator.api` are the source (their attribute docstrings are the
 descriptions), as they are for the CRDs. `--check` fails instead of writing when the file is stale.
@@ -21,14 +21,14 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from memory_operator.api import MemoryBackup, MemoryClient, MemoryPolicy, MemoryStore
+from memory_operator.api import MemoryBackup, MemoryClient, MemoryErasure, MemoryPolicy, MemoryStore
 from memory_operator.api.common import API_VERSION, ObjectMeta
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-KINDS: list[type[BaseModel]] = [MemoryStore, MemoryPolicy, MemoryBackup, MemoryClient]
+KINDS: list[type[BaseModel]] = [MemoryStore, MemoryPolicy, MemoryBackup, MemoryClient, MemoryErasure]
 HEADER = f"""# API reference: {API_VERSION}
 
-Every field of the four kinds, generated from the operator's models by `scripts/generate-api-docs.py`
+Every field of the five kinds, generated from the operator's models by `scripts/generate-api-docs.py`
 (do not edit by hand). Field names are as written in YAML. Defaults are applied by the API server.
 See [configuration.md](configuration.md) for how the fields work together.
 """

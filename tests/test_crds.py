@@ -21,7 +21,7 @@ import yaml
 from kubernetes_validate.utils import all_versions
 from pydantic import ValidationError
 
-from memory_operator.api import MemoryBackup, MemoryClient, MemoryPolicy, MemoryStore
+from memory_operator.api import MemoryBackup, MemoryClient, MemoryErasure, MemoryPolicy, MemoryStore
 from memory_operator.crdgen import rendered_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +32,7 @@ MODELS = {
     "MemoryPolicy": MemoryPolicy,
     "MemoryBackup": MemoryBackup,
     "MemoryClient": MemoryClient,
+    "MemoryErasure": MemoryErasure,
 }
 Schema = dict[str, Any]
 

@@ -26,6 +26,11 @@ COMMANDS: list[tuple[str, str, str]] = [
         "memory_operator.canary.main",
         "measure a store's recall@k and search latency with a scripted scenario (CronJob, Helm test)",
     ),
+    (
+        "erase",
+        "memory_operator.erase.main",
+        "erase every memory of one user, agent or run id from a store (Job role of a MemoryErasure)",
+    ),
     ("backup", "memory_operator.backup.main", "snapshot a store's collections to its backup destination"),
     ("restore", "memory_operator.backup.restore", "restore a store's collections from a backup"),
     (

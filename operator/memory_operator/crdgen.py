@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema, to_jsonable_python
 
-from memory_operator.api import backup, client, policy, store
+from memory_operator.api import backup, client, erasure, policy, store
 from memory_operator.api.common import GROUP, VERSION
 from memory_operator.api.store import MAX_NAME_LENGTH as MAX_NAME
 
@@ -191,6 +191,35 @@ CRDS = [
             {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
             {"name": "Secret", "type": "string", "jsonPath": ".status.secretName", "priority": 1},
             _AGE,
+        ],
+    ),
+    CrdInfo(
+        kind=erasure.KIND,
+        plural=erasure.PLURAL,
+        short_names=["merasure", "merasures"],
+        spec_model=erasure.MemoryErasureSpec,
+        status_model=erasure.MemoryErasureStatus,
+        description=erasure.MemoryErasure.__doc__ or "",
+        printer_columns=[
+            {"name": "Store", "type": "string", "jsonPath": ".spec.store"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Deleted", "type": "integer", "jsonPath": ".status.deleted"},
+            {"name": "Verified", "type": "boolean", "jsonPath": ".status.verified"},
+            {"name": "Reference", "type": "string", "jsonPath": ".spec.reference"},
+            {"name": "Completed", "type": "date", "jsonPath": ".status.completionTime", "priority": 1},
+            {
+                "name": "BackupsAgeOutBy",
+                "type": "string",
+                "jsonPath": ".status.backupsAgeOutBy",
+                "priority": 1,
+            },
+            _AGE,
+        ],
+        object_rules=[
+            {
+                "rule": f"size(self.metadata.name) <= {erasure.MAX_NAME_LENGTH}",
+                "message": f"a MemoryErasure name has at most {erasure.MAX_NAME_LENGTH} characters",
+            }
         ],
     ),
 ]

@@ -115,3 +115,8 @@ BACKUP_MAX_AGE = "MEMORY_BACKUP_MAX_AGE"
 # where the backup is (its MemoryBackup's `status.location`), for a store without a destination.
 BACKUP_SOURCE_STORE = "MEMORY_BACKUP_SOURCE_STORE"
 BACKUP_LOCATION = "MEMORY_BACKUP_LOCATION"
+# Erasures: the JSON file of the subjects to erase (`ErasuresFile`), from the store's erasures Secret,
+# which the erasure and restore jobs mount.
+ERASURES_FILE = "MEMORY_ERASURES_FILE"
+ERASURES_DIR = "/etc/memory-operator-erasures"
+ERASURES_PATH = f"{ERASURES_DIR}/erasures.json"

@@ -28,6 +28,8 @@ COLLECTION_SETTINGS = f"{PREFIX}/collection-settings"
 QDRANT_UPGRADE = f"{PREFIX}/qdrant-upgrade"
 # On MemoryBackups the operator creates on the store's schedule.
 SCHEDULED = f"{PREFIX}/scheduled"
+# On erasure Jobs: the MemoryErasure they run.
+ERASURE = f"{PREFIX}/erasure"
 # On a MemoryClient's Secret: the client's name.
 CLIENT = f"{PREFIX}/client"
 # On volumes and backups kept after their store was deleted (`deletionPolicy: Retain`): the store's name.
@@ -39,6 +41,8 @@ PAUSED = f"{PREFIX}/paused"
 RETRY_RESTORE = f"{PREFIX}/retry-restore"
 # On the restore Job: the `retry-restore` value it was made for.
 RESTORE_ATTEMPT = f"{PREFIX}/restore-attempt"
+# On an erasure Job: which run of its erasure it is (1, 2, ...; it runs again while the store is down).
+ERASURE_ATTEMPT = f"{PREFIX}/erasure-attempt"
 # On every child: a digest of the manifest the operator applied.
 APPLIED_HASH = f"{PREFIX}/applied-hash"
 # On pod templates: a digest of the ConfigMap data the pods read (a change rolls the pods).

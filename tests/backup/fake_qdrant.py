@@ -27,6 +27,9 @@ What it models:
   drops or kills the others; `no_sync` keeps them); shards with no data are skipped (left `Partial`).
 - `/readyz` (503 until a peer is ready and has joined), `/cluster`, the api-key check (header or bearer;
   401 when missing or wrong, 403 for writes with the read-only key; `/` and the probes are open).
+- Points by filter, as erasures use them: counted, scrolled, retrieved, given payload and deleted
+  (every replica of their shard), filters of `match` value or any, `is_empty`, and nested
+  `must`/`should`/`must_not`.
 """
 
 from __future__ import annotations
@@ -212,6 +215,14 @@ class FakeCluster:
                 if active:
                     result.update(self.peer(active[0]).local.get(name, {}).get(shard, {}))
             return result
+
+    def delete_points(self, name: str, ids: list[str]) -> None:
+        """Delete points from every replica of their shards."""
+        with self.lock:
+            for peer in self.peers:
+                for shard_points in peer.local.get(name, {}).values():
+                    for point_id in ids:
+                        shard_points.pop(point_id, None)
 
     def drop_collection(self, name: str) -> None:
         with self.lock:
@@ -593,7 +604,55 @@ class FakeQdrant:
                 raise Refused(
                     500, f"Service internal error: No active replica for shard {lonely[0]} of {name}"
                 )
-            return {"count": len(self.cluster.points(name) or {})}
+            wanted = (body or {}).get("filter")
+            points = self.cluster.points(name) or {}
+            return {"count": sum(1 for p in points.values() if matches(wanted, p.get("payload") or {}))}
+
+    # -- points (by filter: what erasures use) ----------------------------------------------------
+
+    def _selected(self, name: str, selector: dict[str, Any]) -> list[str]:
+        points = self.cluster.points(name) or {}
+        if "points" in selector:
+            return [str(i) for i in selector["points"] if str(i) in points]
+        return [i for i, p in points.items() if matches(selector.get("filter"), p.get("payload") or {})]
+
+    async def op_delete_points(self, request: Request, params: dict[str, str], body: Any) -> Any:
+        name = params["collection_name"]
+        with self.cluster.lock:
+            self._collection(name)
+            self.cluster.delete_points(name, self._selected(name, body))
+            return {"operation_id": 1, "status": "completed"}
+
+    async def op_scroll_points(self, request: Request, params: dict[str, str], body: Any) -> Any:
+        name = params["collection_name"]
+        with self.cluster.lock:
+            self._collection(name)
+            chosen = sorted(self._selected(name, {"filter": body.get("filter")}))
+            start = chosen.index(str(body["offset"])) if body.get("offset") is not None else 0
+            limit = int(body.get("limit") or 10)
+            page = chosen[start : start + limit]
+            points = self.cluster.points(name) or {}
+            records = [_record(i, points[i], body.get("with_payload")) for i in page]
+            following = chosen[start + limit] if start + limit < len(chosen) else None
+            return {"points": records, "next_page_offset": following}
+
+    async def op_get_points(self, request: Request, params: dict[str, str], body: Any) -> Any:
+        name = params["collection_name"]
+        with self.cluster.lock:
+            self._collection(name)
+            points = self.cluster.points(name) or {}
+            found = self._selected(name, {"points": body["ids"]})
+            return [_record(i, points[i], body.get("with_payload")) for i in found]
+
+    async def op_set_payload(self, request: Request, params: dict[str, str], body: Any) -> Any:
+        name = params["collection_name"]
+        with self.cluster.lock:
+            self._collection(name)
+            for point_id in self._selected(name, body):
+                point = (self.cluster.points(name) or {})[point_id]
+                updated = {**point, "payload": {**(point.get("payload") or {}), **body["payload"]}}
+                self.cluster.upsert(name, {point_id: updated})
+            return {"operation_id": 1, "status": "completed"}
 
     async def op_collection_cluster_info(self, request: Request, params: dict[str, str], body: Any) -> Any:
         name = params["collection_name"]
@@ -959,6 +1018,45 @@ def read_snapshot(data: bytes) -> tuple[dict[str, Any], Points]:
     for shard in shards.values():
         points.update(shard)
     return params, points
+
+
+def matches(query: dict[str, Any] | None, payload: dict[str, Any]) -> bool:
+    """Whether a payload meets a Qdrant filter: `must`, `should` and `must_not` of field conditions
+    (`match` by value or any of values, `is_empty`) and of nested filters."""
+    if not query:
+        return True
+
+    def listed(value: Any) -> list[Any]:
+        return [] if value is None else value if isinstance(value, list) else [value]
+
+    must, should, must_not = (listed(query.get(k)) for k in ("must", "should", "must_not"))
+    return (
+        all(_meets(c, payload) for c in must)
+        and (not should or any(_meets(c, payload) for c in should))
+        and not any(_meets(c, payload) for c in must_not)
+    )
+
+
+def _meets(condition: dict[str, Any], payload: dict[str, Any]) -> bool:
+    if any(k in condition for k in ("must", "should", "must_not")):
+        return matches(condition, payload)
+    if "is_empty" in condition:
+        return payload.get(condition["is_empty"]["key"]) in (None, [], "")
+    value, wanted = payload.get(condition["key"]), condition.get("match") or {}
+    if "value" in wanted:
+        return bool(value == wanted["value"])
+    if "any" in wanted:
+        return value in wanted["any"]
+    raise Refused(400, f"the fake does not model the condition {condition}")
+
+
+def _record(point_id: str, point: dict[str, Any], with_payload: Any) -> dict[str, Any]:
+    payload = point.get("payload") or {}
+    if isinstance(with_payload, list):
+        payload = {k: v for k, v in payload.items() if k in with_payload}
+    elif not with_payload:
+        payload = {}
+    return {"id": point_id, "payload": payload}
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ PATHS = {
     "MemoryPolicy": (GROUP_PATH, "memorypolicies"),
     "MemoryBackup": (GROUP_PATH, "memorybackups"),
     "MemoryClient": (GROUP_PATH, "memoryclients"),
+    "MemoryErasure": (GROUP_PATH, "memoryerasures"),
     "Namespace": ("/api/v1", "namespaces"),
     "Secret": ("/api/v1", "secrets"),
     "ConfigMap": ("/api/v1", "configmaps"),
@@ -496,7 +497,7 @@ def pod_environment(
     client: Client, pod: dict[str, Any], files: Path
 ) -> tuple[list[str], dict[str, str], dict[str, Path]]:
     """The container's arguments and environment as the kubelet would give them: Secret and ConfigMap
-    references resolved, every volume a folder under `files` (ConfigMaps written into theirs), and
+    references resolved, every volume a folder under `files` (ConfigMaps and Secrets written into theirs), and
     paths into the mounts rewritten to those folders. Returns the folders by mount path too."""
     namespace = pod["metadata"]["namespace"]
     container = pod["spec"]["containers"][0]
@@ -508,6 +509,10 @@ def pod_environment(
             config_map = client.get("ConfigMap", namespace, volume["configMap"]["name"]) or {}
             for key, text in (config_map.get("data") or {}).items():
                 (directory / key).write_text(text)
+        if "secret" in volume:
+            secret = client.get("Secret", namespace, volume["secret"]["secretName"]) or {}
+            for key in secret.get("data") or {}:
+                (directory / key).write_text(secret_value(secret, key))
         for mount in container.get("volumeMounts") or []:
             if mount["name"] == volume["name"]:
                 mounts[mount["mountPath"]] = directory

@@ -306,6 +306,7 @@ EXPECTED_CRDS = {
     "memorypolicies.memory-operator.io",
     "memorybackups.memory-operator.io",
     "memoryclients.memory-operator.io",
+    "memoryerasures.memory-operator.io",
     # Kopf's peering between operator replicas.
     "clusterkopfpeerings.kopf.dev",
     "kopfpeerings.kopf.dev",

@@ -21,6 +21,7 @@ OUR_CRDS = {
     f"memorypolicies.{GROUP}",
     f"memorybackups.{GROUP}",
     f"memoryclients.{GROUP}",
+    f"memoryerasures.{GROUP}",
 }
 KEEP = "helm.sh/resource-policy"
 ARGOCD_SYNC_OPTIONS = "argocd.argoproj.io/sync-options"

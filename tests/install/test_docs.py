@@ -19,6 +19,7 @@ OWN_DOCS = [
     "architecture.md",
     "api.md",
     "clients.md",
+    "erasure.md",
 ]
 EXAMPLES = {
     "store-minimal.yaml",
@@ -41,10 +42,10 @@ def test_api_reference_is_generated_from_the_models() -> None:
 
 
 def test_api_reference_covers_every_field() -> None:
-    from memory_operator.api import MemoryBackup, MemoryClient, MemoryPolicy, MemoryStore
+    from memory_operator.api import MemoryBackup, MemoryClient, MemoryErasure, MemoryPolicy, MemoryStore
 
     text = (DOCS / "api.md").read_text()
-    for kind in (MemoryStore, MemoryPolicy, MemoryBackup, MemoryClient):
+    for kind in (MemoryStore, MemoryPolicy, MemoryBackup, MemoryClient, MemoryErasure):
         for part in ("spec", "status"):
             model = kind.model_fields[part].annotation
             fields = getattr(model, "model_fields", None) or next(

@@ -189,10 +189,20 @@ def test_view_edit_and_admin_users_get_our_kinds() -> None:
     view = granted(aggregated(objects, "view"))
     assert view == {**dict.fromkeys(OUR_KINDS, read), **{f"{k}/status": {"get"} for k in OUR_KINDS}}
     for role in ("edit", "admin"):
-        assert granted(aggregated(objects, role)) == {
+        assert {k: v for k, v in granted(aggregated(objects, role)).items() if "memoryerasures" not in k} == {
             **dict.fromkeys(OUR_KINDS, read | write),
             **{f"{k}/status": {"get"} for k in OUR_KINDS},  # status is the operator's to write
         }
+
+
+def test_erasures_are_filed_by_editors_deleted_by_admins_and_hidden_from_viewers() -> None:
+    objects = render()
+    filed = {"get", "list", "watch", "create", "update", "patch"}
+    assert "memoryerasures" not in granted(aggregated(objects, "view")), "subject ids are personal data"
+    edit = granted(aggregated(objects, "edit"))
+    assert (edit["memoryerasures"], edit["memoryerasures/status"]) == (filed, {"get"})
+    admin = granted(aggregated(objects, "admin"))
+    assert admin["memoryerasures"] == filed | {"delete", "deletecollection"}
 
 
 def test_the_default_roles_can_be_left_alone() -> None:

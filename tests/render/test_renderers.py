@@ -107,6 +107,7 @@ def test_every_child_carries_the_contract_labels(representative: list[dict[str, 
             "credentials",
             "network",
             "jobs",
+            "erasure",
         }
         assert "ownerReferences" not in meta, "the controller adds owners"
         for template in pod_templates(manifest):
@@ -457,7 +458,13 @@ def test_qdrant_network_policy() -> None:
         "app.kubernetes.io/name": "memory-operator",
         "memory-operator.io/store": "mem",
     }
-    assert job_peer["podSelector"]["matchExpressions"][0]["values"] == ["backup", "expiration", "collection", "upgrade"]
+    assert job_peer["podSelector"]["matchExpressions"][0]["values"] == [
+        "backup",
+        "expiration",
+        "collection",
+        "upgrade",
+        "erasure",
+    ]
     assert operator_peer == {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "memory-operator"}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "memory-operator"}},

@@ -52,6 +52,7 @@ async def test_tools_are_listed(server: LiveServer, user: str) -> None:
         "list_memories",
         "delete_memories",
         "delete_all_memories",
+        "erase_user_memories",
     }
 
 

@@ -28,6 +28,7 @@ OPENMEMORY_TOOLS = {
     "list_memories",
     "delete_memories",
     "delete_all_memories",
+    "erase_user_memories",
 }
 
 

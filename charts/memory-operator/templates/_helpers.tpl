@@ -96,13 +96,17 @@ Namespaced resources only; `memory-operator.clusterRules` holds the cluster-scop
 - apiGroups: ["memory-operator.io"]
   resources: ["memoryclients"]
   verbs: ["list", "watch"]
+# MemoryErasures: the watch cache, and Kopf's finalizer while an erasure waits to run again.
+- apiGroups: ["memory-operator.io"]
+  resources: ["memoryerasures"]
+  verbs: ["list", "watch", "patch"]
 # Status: server-side apply, one field manager per writer.
 - apiGroups: ["memory-operator.io"]
-  resources: ["memorystores/status", "memorypolicies/status", "memorybackups/status", "memoryclients/status"]
+  resources: ["memorystores/status", "memorypolicies/status", "memorybackups/status", "memoryclients/status", "memoryerasures/status"]
   verbs: ["patch"]
 # Owner references that block deletion (admission checks it).
 - apiGroups: ["memory-operator.io"]
-  resources: ["memorystores/finalizers", "memorybackups/finalizers", "memoryclients/finalizers"]
+  resources: ["memorystores/finalizers", "memorybackups/finalizers", "memoryclients/finalizers", "memoryerasures/finalizers"]
   verbs: ["update"]
 # Children applied (server-side apply making an object is authorised as `create`) and pruned.
 - apiGroups: [""]

@@ -3,6 +3,7 @@
 from memory_operator.api.backup import MemoryBackup, MemoryBackupSpec, MemoryBackupStatus
 from memory_operator.api.client import MemoryClient, MemoryClientSpec, MemoryClientStatus
 from memory_operator.api.common import API_VERSION, GROUP, VERSION
+from memory_operator.api.erasure import MemoryErasure, MemoryErasureSpec, MemoryErasureStatus
 from memory_operator.api.policy import MemoryPolicy, MemoryPolicySpec, MemoryPolicyStatus
 from memory_operator.api.store import MemoryStore, MemoryStoreSpec, MemoryStoreStatus
 
@@ -16,6 +17,9 @@ __all__ = [
     "MemoryClient",
     "MemoryClientSpec",
     "MemoryClientStatus",
+    "MemoryErasure",
+    "MemoryErasureSpec",
+    "MemoryErasureStatus",
     "MemoryPolicy",
     "MemoryPolicySpec",
     "MemoryPolicyStatus",

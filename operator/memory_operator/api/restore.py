@@ -25,6 +25,7 @@ CHECKSUM_MISMATCH = "ChecksumMismatch"
 DESTINATION_ERROR = "DestinationError"
 QDRANT_ERROR = "QdrantError"
 VERIFICATION_FAILED = "VerificationFailed"
+ERASURE_FAILED = "ErasureFailed"
 
 
 class RestoredSnapshot(SummaryModel):
@@ -67,8 +68,8 @@ class RestoreSummary(SummaryModel):
     phase: RestorePhase = "Failed"
     reason: str | None = None
     """Why it failed, one CamelCase word: `InvalidSettings`, `BackupNotFound`, `NodeCountMismatch`,
-    `QdrantVersionMismatch`, `ChecksumMismatch`, `DestinationError`, `QdrantError` or
-    `VerificationFailed`."""
+    `QdrantVersionMismatch`, `ChecksumMismatch`, `DestinationError`, `QdrantError`,
+    `VerificationFailed` or `ErasureFailed`."""
     error: str | None = None
     """What went wrong, for a person."""
     store: str = ""
@@ -86,6 +87,12 @@ class RestoreSummary(SummaryModel):
     verified: list[CollectionCheck] = Field(default_factory=list)
     uploads_not_deleted: list[str] = Field(default_factory=list)
     """Uploaded snapshot files that could not be deleted from a node's snapshots folder (`<node>: <file>`)."""
+    erasures_reapplied: int = 0
+    """MemoryErasures re-applied after the collections were restored (the server was still stopped)."""
+    erasures_deleted: int = 0
+    """Memories they deleted (besides related records: entities, app states)."""
+    erasures: list[str] = Field(default_factory=list)
+    """The names of the MemoryErasures re-applied (cut first when the summary is too long)."""
 
     @property
     def succeeded(self) -> bool:
@@ -96,6 +103,8 @@ class RestoreSummary(SummaryModel):
         compact = self.model_copy(deep=True)
         while len(_dump(compact).encode()) >= limit and compact.restored:
             compact.restored.pop()
+        while len(_dump(compact).encode()) >= limit and compact.erasures:
+            compact.erasures.pop()
         if len(_dump(compact).encode()) >= limit and compact.error:
             overflow = len(_dump(compact).encode()) - limit + 16
             compact.error = compact.error[: max(0, len(compact.error) - overflow)] + "..."

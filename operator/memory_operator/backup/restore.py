@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from memory_operator import env
 
 if TYPE_CHECKING:
+    from memory_operator.api.erasure import ErasureEntry
     from memory_operator.api.restore import CollectionCheck, RestoreSummary
     from memory_operator.backup.destination import Destination
     from memory_operator.backup.manifest import Manifest, SnapshotFile
@@ -66,6 +67,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--force", action="store_true", help="recover even collections that already hold points"
+    )
+    parser.add_argument(
+        "--erasures-file",
+        type=Path,
+        default=None,
+        help="the erasures to re-apply once the collections are restored (its `reapply` list; default "
+        f"${env.ERASURES_FILE}, none when unset)",
     )
     parser.add_argument(
         "--wait-timeout",
@@ -120,6 +128,8 @@ class Restore:
     wait_timeout: float
     summary: RestoreSummary
     force: bool = False
+    reapply: Sequence[ErasureEntry] = ()
+    """MemoryErasures to apply again once the collections are restored."""
     sleep: Callable[[float], None] = time.sleep
     manifest: Manifest | None = field(default=None, init=False)
     peer_ids: list[int] = field(default_factory=list, init=False)
@@ -399,6 +409,46 @@ def restore(run: Restore) -> None:
         restore_collection(
             run, manifest, collection, target_collection(collection, manifest.collection, target)
         )
+    reapply_erasures(run, target)
+
+
+def reapply_erasures(run: Restore, collection: str) -> None:
+    """Erase again the subjects of the erasures the backup may still hold, before the server starts."""
+    from memory_operator.api.restore import ERASURE_FAILED
+    from memory_operator.erase.core import reapply
+    from memory_operator.erase.main import outage
+    from memory_operator.qdrant_node import QdrantError
+
+    if not run.reapply:
+        return
+    subjects = [(e.name, e.subject.payload_key, e.subject.value) for e in run.reapply]
+    try:
+        done = reapply(run.nodes[0].client, collection, subjects)
+    except Exception as error:
+        if not outage(error) and not isinstance(error, QdrantError):
+            raise
+        # The error's kind only: Qdrant's message may quote the filter, and so a subject.
+        raise RestoreError(
+            f"re-applying {len(subjects)} MemoryErasure(s) failed: {type(error).__name__}", ERASURE_FAILED
+        ) from error
+    run.summary.erasures_reapplied = len(done.names)
+    run.summary.erasures_deleted = done.memories
+    run.summary.erasures = done.names
+    logger.info(
+        "re-applied %d MemoryErasure(s): %d memories and %d related records deleted",
+        len(done.names),
+        done.memories,
+        done.related,
+    )
+
+
+def erasures_to_reapply(path: Path | None) -> list[ErasureEntry]:
+    """The `reapply` list of the erasures file; none without a file (an operator that gives none)."""
+    from memory_operator.erase.main import load_file
+
+    if path is None:
+        return []
+    return list(load_file(path).reapply)
 
 
 def _failure_reason(error: Exception) -> str:
@@ -419,11 +469,12 @@ def _failure_reason(error: Exception) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from memory_operator.api.restore import RestoreSummary
+    from memory_operator.api.restore import INVALID_SETTINGS, RestoreSummary
     from memory_operator.backup import settings
     from memory_operator.backup.destination import DestinationError
     from memory_operator.backup.streams import ChecksumMismatch
     from memory_operator.backup.summary import configure_logging, now, rfc3339
+    from memory_operator.erase.main import ErasureError
     from memory_operator.qdrant_node import QdrantError, QdrantNode
 
     configure_logging(args.verbose)
@@ -441,6 +492,8 @@ def run(args: argparse.Namespace) -> int:
             destination = settings.destination()
         else:
             destination = settings.destination_at(location, source_store, args.backup)
+        erasures_file = args.erasures_file or (Path(f) if (f := env.get(env.ERASURES_FILE)) else None)
+        reapply = erasures_to_reapply(erasures_file)
         nodes = [QdrantNode(url, api_key) for url in settings.qdrant_peers()]
         restore(
             Restore(
@@ -453,9 +506,13 @@ def run(args: argparse.Namespace) -> int:
                 wait_timeout=args.wait_timeout,
                 summary=summary,
                 force=args.force,
+                reapply=reapply,
             )
         )
         summary.phase = "Completed"
+    except ErasureError as error:
+        summary.error, summary.reason = str(error), INVALID_SETTINGS
+        logger.error("restore of %s from backup %s failed: %s", args.store, args.backup, error)
     except (settings.SettingsError, RestoreError, QdrantError, DestinationError, ChecksumMismatch) as error:
         summary.error = str(error)
         summary.reason = _failure_reason(error)

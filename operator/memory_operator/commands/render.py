@@ -1,11 +1,12 @@
 """`memory-operator render`: print the manifests the operator would apply for stores, like `helm template`.
 
-Reads MemoryStores, MemoryPolicies, MemoryBackups and MemoryClients from YAML files (several documents
-each; `-` is stdin) and prints every child manifest as multi-document YAML, decided by the operator's own
-code from those objects: each policy applies to the stores of its namespace whose labels its selector
-matches, an unfinished MemoryBackup of a store gets its Job, a store restoring from a Completed
-MemoryBackup gets its restore Job and a held server (unless its `status.restoredFrom` says it is done),
-and each MemoryClient its Secret and an entry in its store's clients Secret. Nothing talks to a cluster.
+Reads MemoryStores, MemoryPolicies, MemoryBackups, MemoryClients and MemoryErasures from YAML files
+(several documents each; `-` is stdin) and prints every child manifest as multi-document YAML, decided by
+the operator's own code from those objects: each policy applies to the stores of its namespace whose
+labels its selector matches, an unfinished MemoryBackup of a store gets its Job, a store restoring from a
+Completed MemoryBackup gets its restore Job and a held server (unless its `status.restoredFrom` says it
+is done), each MemoryClient its Secret and an entry in its store's clients Secret, and the oldest
+unfinished MemoryErasure of a store its Job (and the store's erasures Secret). Nothing talks to a cluster.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="FILE",
-        help="YAML of MemoryStores, MemoryPolicies, MemoryBackups, MemoryClients (repeatable; - is stdin)",
+        help="YAML of MemoryStores, MemoryPolicies, MemoryBackups, MemoryClients, MemoryErasures "
+        "(repeatable; - is stdin)",
     )
     parser.add_argument(
         "--no-secrets", action="store_true", help="leave out the Secrets (and so the generated keys)"
@@ -118,7 +120,7 @@ def _with_default_namespace(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-KINDS = ("MemoryStore", "MemoryPolicy", "MemoryBackup", "MemoryClient")
+KINDS = ("MemoryStore", "MemoryPolicy", "MemoryBackup", "MemoryClient", "MemoryErasure")
 
 
 def parse(docs: Iterable[Document]) -> dict[str, list[dict[str, Any]]]:
@@ -126,13 +128,21 @@ def parse(docs: Iterable[Document]) -> dict[str, list[dict[str, Any]]]:
     (each as its body, in its namespace)."""
     from pydantic import ValidationError
 
-    from memory_operator.api import GROUP, MemoryBackup, MemoryClient, MemoryPolicy, MemoryStore
+    from memory_operator.api import (
+        GROUP,
+        MemoryBackup,
+        MemoryClient,
+        MemoryErasure,
+        MemoryPolicy,
+        MemoryStore,
+    )
 
     models: dict[str, Any] = {
         "MemoryStore": MemoryStore,
         "MemoryPolicy": MemoryPolicy,
         "MemoryBackup": MemoryBackup,
         "MemoryClient": MemoryClient,
+        "MemoryErasure": MemoryErasure,
     }
     found: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     for doc in docs:
@@ -173,6 +183,7 @@ def render_documents(
                 for c in found.get("MemoryClient", [])
                 if c["metadata"]["namespace"] == namespace and c["spec"]["store"] == body["metadata"]["name"]
             ],
+            erasures=[e for e in found.get("MemoryErasure", []) if e["metadata"]["namespace"] == namespace],
             secrets={
                 s["metadata"]["name"]: s
                 for s in client_secrets.values()

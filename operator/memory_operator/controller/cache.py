@@ -69,6 +69,7 @@ STORES = Watched(GROUP, VERSION, "memorystores", "MemoryStore", selector=None)
 POLICIES = Watched(GROUP, VERSION, "memorypolicies", "MemoryPolicy", selector=None)
 BACKUPS = Watched(GROUP, VERSION, "memorybackups", "MemoryBackup", selector=None)
 CLIENTS = Watched(GROUP, VERSION, "memoryclients", "MemoryClient", selector=None)
+ERASURES = Watched(GROUP, VERSION, "memoryerasures", "MemoryErasure", selector=None)
 
 
 def trimmed(body: Body, watched: Watched) -> dict[str, Any]:
@@ -151,7 +152,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         job = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
         return {(namespace, job): job_pod_view(body)} if job else {}
 
-    for watched in (STORES, POLICIES, BACKUPS, CLIENTS):
+    for watched in (STORES, POLICIES, BACKUPS, CLIENTS, ERASURES):
         _register_by_namespace(registry, watched)
 
 
@@ -190,7 +191,9 @@ class Cache:
 
     @classmethod
     def of(cls, kwargs: Mapping[str, Any]) -> Cache:
-        ids = {w.index_id for w in (*CHILDREN, SECRETS, JOB_PODS, STORES, POLICIES, BACKUPS, CLIENTS)}
+        ids = {
+            w.index_id for w in (*CHILDREN, SECRETS, JOB_PODS, STORES, POLICIES, BACKUPS, CLIENTS, ERASURES)
+        }
         return cls({key: value for key, value in kwargs.items() if key in ids})
 
     def _values(self, watched: Watched, key: Any) -> list[dict[str, Any]]:
@@ -233,6 +236,12 @@ class Cache:
 
     def client(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         return _named(self._values(CLIENTS, namespace), name)
+
+    def erasures(self, namespace: str) -> list[dict[str, Any]]:
+        return self._values(ERASURES, namespace)
+
+    def erasure(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return _named(self._values(ERASURES, namespace), name)
 
     def secret(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         found = self._values(SECRETS, ("secret", namespace, name))

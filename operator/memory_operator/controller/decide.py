@@ -23,6 +23,7 @@ from memory_operator.controller import (
     certificates,
     collection,
     credentials,
+    erasures,
     grants,
     plan,
     results,
@@ -60,6 +61,7 @@ class Steps:
     collection: collection.Collection
     upgrade: upgrade.Upgrade
     tls: certificates.Tls = certificates.DISABLED
+    erasures: erasures.Erasures = field(default_factory=erasures.Erasures)
 
 
 def steps(
@@ -84,6 +86,7 @@ def steps(
             minter or certificates.FreshMinter(),
             cert_manager=settings.cert_manager,
         ),
+        erasures=erasures.decide(store, snap, previous, restoring=restoring, restore_job=restore.run_job),
     )
 
 
@@ -153,7 +156,7 @@ def decide(
     if problems or keys.credentials is None:
         return refuse(body, previous, problems, keys.problem, now)
     decision = changes(desired, snap, claims)
-    decision.delete = restore.delete + made.delete + upgraded.delete
+    decision.delete = restore.delete + made.delete + upgraded.delete + decided.erasures.delete
     if upgraded.backup is not None:
         decision.create = [backup_render.upgrade_backup(store, qdrant_render.image(store, settings.images))]
     decision.adopt = retained(snap)
@@ -163,6 +166,7 @@ def decide(
         restore_events(body, previous, restore)
         + collection_events(body, previous, made)
         + upgrade_events(body, previous, upgraded)
+        + erasure_events(body, previous, decided.erasures)
         + refusal_cleared(body, previous, decision)
     )
     return decision
@@ -280,6 +284,9 @@ def directives(store: MemoryStore, snap: Snapshot, decided: Steps) -> Directives
             snap.secrets,
             has_clients_secret=snap.child("Secret", names.clients_secret_name(store)) is not None,
         ),
+        erasures=decided.erasures.run,
+        reapply=decided.erasures.reapply,
+        erasures_secret=decided.erasures.secret,
     )
 
 
@@ -336,12 +343,18 @@ def children_of(
 
 
 def desired_children(snap: Snapshot, manifests: Sequence[Manifest]) -> list[Manifest]:
-    """The children owned (by the store; a backup's Job by its MemoryBackup) and stamped."""
-    backups = {b["metadata"]["name"]: b for b in snap.backups}
+    """The children owned (by the store; a backup's Job by its MemoryBackup, an erasure's by its
+    MemoryErasure) and stamped."""
+    owners = {
+        labels.BACKUP: {b["metadata"]["name"]: b for b in snap.backups},
+        labels.ERASURE: {e["metadata"]["name"]: e for e in snap.erasures},
+    }
     desired = []
     for manifest in manifests:
-        backup_name = (manifest["metadata"].get("labels") or {}).get(labels.BACKUP)
-        owner = backups.get(backup_name) if backup_name and manifest["kind"] == "Job" else snap.body
+        owner: Mapping[str, Any] | None = None
+        if manifest["kind"] == "Job":
+            job_labels = manifest["metadata"].get("labels") or {}
+            owner = next((owners[k].get(job_labels[k]) for k in owners if k in job_labels), None)
         desired.append(plan.stamped(plan.owned(manifest, owner or snap.body)))
     return desired
 
@@ -429,6 +442,7 @@ def store_status(
             *([made.condition] if made.condition else []),
             *([decided.upgrade.condition] if decided.upgrade.condition else []),
             *([decided.tls.condition] if decided.tls.condition else []),
+            *([decided.erasures.condition] if decided.erasures.condition else []),
             *backup_conditions(store, snap),
             *expiration_conditions(store, snap),
         ],
@@ -563,6 +577,18 @@ def upgrade_events(
     if upgraded.warning is not None:
         return [Event(body, upgraded.condition.reason, upgraded.warning)]
     return [Event(body, upgraded.condition.reason, upgraded.condition.message, warning=False)]
+
+
+def erasure_events(
+    body: Mapping[str, Any], previous: MemoryStoreStatus, decided: erasures.Erasures
+) -> list[Event]:
+    """A Warning when the restore left erasures out (the condition's message changed)."""
+    if decided.warning is None or decided.condition is None:
+        return []
+    old = status.find(previous.conditions, erasures.CONDITION)
+    if old is not None and old.message == decided.condition.message:
+        return []
+    return [Event(body, decided.condition.reason, decided.warning)]
 
 
 def restore_events(

@@ -68,6 +68,7 @@ RESOURCES = _resources(
     Resource(API_VERSION, "MemoryPolicy", "memorypolicies"),
     Resource(API_VERSION, "MemoryBackup", "memorybackups"),
     Resource(API_VERSION, "MemoryClient", "memoryclients"),
+    Resource(API_VERSION, "MemoryErasure", "memoryerasures"),
     Resource("cert-manager.io/v1", "Certificate", "certificates"),
     Resource("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),
     Resource("kopf.dev/v1", "KopfPeering", "kopfpeerings"),
@@ -83,6 +84,7 @@ STORE = RESOURCES[(API_VERSION, "MemoryStore")]
 POLICY = RESOURCES[(API_VERSION, "MemoryPolicy")]
 BACKUP = RESOURCES[(API_VERSION, "MemoryBackup")]
 CLIENT = RESOURCES[(API_VERSION, "MemoryClient")]
+ERASURE = RESOURCES[(API_VERSION, "MemoryErasure")]
 CLUSTER_PEERING = RESOURCES[("kopf.dev/v1", "ClusterKopfPeering")]
 PEERING = RESOURCES[("kopf.dev/v1", "KopfPeering")]
 

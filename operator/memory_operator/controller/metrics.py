@@ -35,6 +35,12 @@ EXPIRATION_RUNS = Counter(
     "Expiration runs seen finished, by result.",
     ["namespace", "store", "policy", "result"],
 )
+ERASURES = Counter(
+    "memory_operator_erasures_total",
+    "MemoryErasures seen finished (completed, failed), and their runs failed on a store that was down "
+    "and run again (retried), by outcome.",
+    ["namespace", "store", "outcome"],
+)
 
 PHASES = ("Pending", "Provisioning", "Ready", "Degraded", "Failed", "Paused")
 

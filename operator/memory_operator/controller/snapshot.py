@@ -31,6 +31,8 @@ class Snapshot:
     """Pods of its finished or running Jobs, by Job name (their termination messages)."""
     clients: list[Body] = field(default_factory=list)
     """MemoryClients of its namespace that name it (their Secrets are in `secrets`)."""
+    erasures: list[Body] = field(default_factory=list)
+    """MemoryErasures of its namespace (of this store, and of stores its restore comes from)."""
 
     @property
     def namespace(self) -> str:
@@ -91,4 +93,5 @@ def observe(cache: Cache, body: Body) -> Snapshot:
         backups=cache.backups(namespace),
         job_pods={job: cache.job_pods(namespace, job) for job in jobs},
         clients=clients,
+        erasures=cache.erasures(namespace),
     )

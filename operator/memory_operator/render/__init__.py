@@ -12,6 +12,7 @@ from typing import Any
 
 from memory_operator import images
 from memory_operator.api.client import ClientGrant
+from memory_operator.api.erasure import ErasureEntry
 from memory_operator.api.policy import MemoryPolicy
 from memory_operator.api.store import MemoryStore, ServerFlavor
 from memory_operator.render import (
@@ -20,6 +21,7 @@ from memory_operator.render import (
     clients,
     collection,
     disruption,
+    erasure,
     expiration,
     jobs,
     names,
@@ -103,6 +105,12 @@ class Directives:
     certificates: tls.Certificates = tls.NONE
     """The store's certificates (`spec.tls`): those the operator generates, and the digest that rolls
     Qdrant's and the server's pods when they change."""
+    erasures: Sequence[tuple[ErasureEntry, int]] = ()
+    """MemoryErasures of the store whose Jobs run now, each with its attempt (one at a time)."""
+    reapply: Sequence[ErasureEntry] = ()
+    """The MemoryErasures the restore Job re-applies before the server starts (with `restore`)."""
+    erasures_secret: bool = False
+    """Render the erasures Secret even with nothing to erase (it exists: it is emptied)."""
 
 
 # Kinds in the order they are applied: what pods reference exists before the pods.
@@ -178,6 +186,16 @@ def render_store(
         images=pulled,
     )
     manifests += canary.render(store, settings.jobs_image, jobs_account, pulled)
+    if credentials is not None:
+        manifests += erasure.render(
+            store,
+            settings.jobs_image,
+            jobs_account,
+            run=directives.erasures,
+            reapply=directives.reapply if directives.restore else None,
+            secret=directives.erasures_secret,
+            images=pulled,
+        )
     if directives.collection:
         manifests.append(collection.collection_job(store, settings.jobs_image, jobs_account, pulled))
     if directives.upgrade_check is not None:

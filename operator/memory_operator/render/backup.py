@@ -14,7 +14,7 @@ from typing import Any
 from memory_operator import env, labels
 from memory_operator.api.common import API_VERSION
 from memory_operator.api.store import BackupDestination, BackupSpec, MemoryStore
-from memory_operator.render import jobs, meta, names, server
+from memory_operator.render import erasure, jobs, meta, names, server
 from memory_operator.render.meta import Manifest
 
 BACKUP_ACTIVE_DEADLINE_SECONDS = 6 * 3600
@@ -177,6 +177,10 @@ def restore_job(
         variables.append(meta.env_value(env.BACKUP_SOURCE_STORE, source.store))
     if source.location:
         variables.append(meta.env_value(env.BACKUP_LOCATION, source.location))
+    # The erasures to re-apply before the server starts, from the store's erasures Secret.
+    variables.append(meta.env_value(env.ERASURES_FILE, env.ERASURES_PATH))
+    volumes.append(erasure.volume(store))
+    mounts.append(erasure.volume_mount())
     args = ["restore", "--store", store.metadata.name, "--backup", bootstrap.from_backup.name]
     container = jobs.container("restore", image, args, variables, mounts, store)
     pod_labels = _labels(store)

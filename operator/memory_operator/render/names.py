@@ -164,6 +164,16 @@ def restore_job_name(store: MemoryStore) -> str:
     return _child(store, "restore")
 
 
+def erasures_secret_name(store: MemoryStore) -> str:
+    """The Secret of the subjects the store's erasure and restore jobs erase (personal data: a Secret)."""
+    return _child(store, "erasures")
+
+
+def erasure_job_name(erasure: str) -> str:
+    """`<erasure>-erase`, shortened with a stable hash to fit a Job name (63 characters)."""
+    return fit(erasure, MAX_NAME - len("-erase")) + "-erase"
+
+
 def clients_secret_name(store: MemoryStore) -> str:
     """The Secret of the store's MemoryClients as its server reads them (key hashes, scopes, quotas)."""
     return _child(store, "clients")

@@ -14,11 +14,11 @@ from typing import Any
 
 from memory_operator import env, labels
 from memory_operator.api.store import MemoryStore, ServerFlavor
-from memory_operator.render import collection, meta, names, qdrant, server, upgrade
+from memory_operator.render import collection, erasure, meta, names, qdrant, server, upgrade
 from memory_operator.render.meta import Manifest
 
 # Components of the store's job pods (restore jobs carry the backup component).
-JOB_COMPONENTS = [meta.BACKUP, meta.EXPIRATION, collection.COMPONENT, upgrade.COMPONENT]
+JOB_COMPONENTS = [meta.BACKUP, meta.EXPIRATION, collection.COMPONENT, upgrade.COMPONENT, erasure.COMPONENT]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Match, Route
 
-from memory_operator.server import limits, mem0_api, openmemory_api
+from memory_operator.server import erasure_api, limits, mem0_api, openmemory_api
 from memory_operator.server.auth import API_KEY_HEADER, ApiKeys, OutsideReach
 from memory_operator.server.deps import (
     AUTH_ERRORS,
@@ -139,6 +139,7 @@ def create_app(
     _error_handlers(app)
     _health_routes(app, slot, metrics)
     openmemory_api.add_routes(app, settings, max_body_bytes)
+    erasure_api.add_routes(app)
     mem0_api.add_routes(app)
     app.router.routes.extend(
         [

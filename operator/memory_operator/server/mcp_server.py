@@ -77,7 +77,7 @@ Infer = Annotated[
 ]
 SESSION_ID = re.compile(rb"session_id=([0-9a-f]{32})")
 # The tools that write: each call counts against a client's write rate.
-WRITE_TOOLS = frozenset({"add_memories", "delete_memories", "delete_all_memories"})
+WRITE_TOOLS = frozenset({"add_memories", "delete_memories", "delete_all_memories", "erase_user_memories"})
 
 
 class ReadOnlyKey(ToolError):
@@ -123,8 +123,16 @@ ADD_DESCRIPTION = (
 )
 
 
+ERASE_DESCRIPTION = (
+    "Erase everything stored about the user: every memory in every app and state, with the records "
+    "derived from them. Call it only when the user asks to be forgotten; it reports how many memories "
+    "were deleted."
+)
+
+
 def build_mcp(service: Callable[[], MemoryService], metrics: ServerMetrics | None = None) -> MCPServer:
-    """The MCP server with OpenMemory's five tools; `service` gives the ready memory service."""
+    """The MCP server with OpenMemory's five tools and `erase_user_memories`; `service` gives the ready
+    memory service."""
     mcp = MCPServer(name="memory-operator", instructions="Long-term memory: add, search, list and delete.")
 
     def writable(caller: Caller) -> None:
@@ -182,6 +190,15 @@ def build_mcp(service: Callable[[], MemoryService], metrics: ServerMetrics | Non
         writable(caller)
         await _run(lambda: service().delete_all(scope))
         return "Successfully deleted all memories"
+
+    @mcp.tool(description=ERASE_DESCRIPTION)
+    async def erase_user_memories(ctx: Context) -> str:
+        scope, _, caller = _caller(ctx)
+        writable(caller)
+        erased = await _run(lambda: service().erase(scope))
+        return json.dumps(
+            {"deleted": erased.memories, "related_deleted": erased.related, "remaining": erased.remaining}
+        )
 
     return mcp
 

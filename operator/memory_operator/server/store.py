@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from memory_operator.erase.core import Erased, erase_subject
 from memory_operator.server import history
 from memory_operator.server.config import ServerConfig, default_expiration_date
 from memory_operator.server.limits import MAX_MESSAGES, search_filters
@@ -686,6 +687,16 @@ class MemoryService:
             return count
 
         return self._call("delete", action)
+
+    def erase(self, subject: Scope) -> Erased:
+        """Erase every memory of one subject (exactly one of user, agent and run id), in every state and
+        app, with what was derived from them (mem0's entities, the user's app states); what is left of
+        the subject is counted again after (`Erased.remaining`)."""
+        ids = subject.as_filters()
+        if len(ids) != 1:
+            raise InvalidRequest("give exactly one of user_id, agent_id and run_id")
+        ((key, value),) = ids.items()
+        return self._call("delete", lambda: erase_subject(self.client, self.collection, key, value))
 
     def set_state(self, owner: Owner, memory_ids: Sequence[str], state: MemoryState) -> int:
         """Archive, pause or reactivate these memories, all or none."""

@@ -22,7 +22,7 @@ class Context:
 
 
 def register_all(registry: kopf.OperatorRegistry, context: Context) -> None:
-    from memory_operator.controller.handlers import backup, client, operator, policy, store
+    from memory_operator.controller.handlers import backup, client, erasure, operator, policy, store
 
     cache.register(registry)
     operator.register(registry, context)
@@ -30,3 +30,4 @@ def register_all(registry: kopf.OperatorRegistry, context: Context) -> None:
     policy.register(registry, context)
     backup.register(registry, context)
     client.register(registry, context)
+    erasure.register(registry, context)
