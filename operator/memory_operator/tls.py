@@ -49,6 +49,15 @@ def client_context(
     return context
 
 
+def context_of(ca_bundle: str | None) -> ssl.SSLContext:
+    """A context that verifies against `ca_bundle` (PEM text), else the system's trust store."""
+    if not ca_bundle:
+        return client_context(ca="")
+    context = ssl.create_default_context(cadata=ca_bundle)
+    context.minimum_version = MINIMUM_VERSION
+    return context
+
+
 def verify(
     url: str, context: ssl.SSLContext | None = None, ca: str | Path | None = None
 ) -> ssl.SSLContext | bool:

@@ -187,6 +187,13 @@ def test_the_kept_minter_gives_the_same_certificate_until_the_secrets_show_it() 
     assert secrets_of(s, again) == secrets_of(s, first)
     much_later = certificates.decide(s, {}, T0 + dt.timedelta(hours=1), minter)
     assert secrets_of(s, much_later) != secrets_of(s, first)
+    # Once a Secret holds it, a Secret deleted afterwards gets a new certificate (and the same CA).
+    shown = secrets_of(s, much_later)
+    certificates.decide(s, shown, T0 + dt.timedelta(hours=1, minutes=1), minter)
+    without_leaf = {name: secret for name, secret in shown.items() if name != "mem-tls"}
+    reissued = certificates.decide(s, without_leaf, T0 + dt.timedelta(hours=1, minutes=2), minter)
+    assert reissued.renewed == ["the serving certificate"]
+    assert serving(reissued) != serving(much_later) and ca_of(reissued) == ca_of(much_later)
 
 
 def digest_view(name: str, **data: str) -> dict[str, Any]:
@@ -309,3 +316,60 @@ def test_tls_disabled_changes_no_pod_template(spec: dict[str, Any]) -> None:
         decide.decide(Snapshot(body=body), RenderSettings(), KEYS, now).apply
         == decide.decide(Snapshot(body=plain), RenderSettings(), KEYS, now).apply
     )
+
+
+def client_decision(store_spec: dict[str, Any], ca_bundle: str | None) -> dict[str, str]:
+    from memory_operator.controller import clients
+
+    client = {
+        "apiVersion": "memory-operator.io/v1alpha1",
+        "kind": "MemoryClient",
+        "metadata": {"name": "app", "namespace": "agents", "uid": "uid-app", "generation": 1},
+        "spec": {"store": "mem", "scopes": {"userIds": ["*"]}},
+    }
+    store_body = {**tls_body(), "spec": store_spec}
+    decision = clients.decide_client(
+        client,
+        store=store_body,
+        secret=None,
+        clients_secret=None,
+        fresh_key="k" * 43,
+        now="2026-01-01T00:00:00Z",
+        ca_bundle=ca_bundle,
+    )
+    assert decision.secret is not None
+    return values(decision.secret)
+
+
+def test_a_memory_clients_secret_carries_https_urls_and_the_ca_bundle() -> None:
+    bundle = pki.make_ca("ca", T0, DAY).certificate
+    secured = client_decision({"tls": {"mode": "enabled"}}, bundle)
+    assert secured["MEMORY_URL"] == "https://mem-server.agents.svc:8765"
+    assert secured["MEMORY_MCP_URL"].startswith("https://mem-server.agents.svc:8765/mcp/app/http/")
+    assert secured["MEMORY_CA_CERT"] == bundle
+    # Without TLS the Secret is what it always was: no new key, plain URLs.
+    plain = client_decision({}, None)
+    assert set(plain) == {"MEMORY_API_KEY", "MEMORY_URL", "MEMORY_MCP_URL"}
+    assert plain["MEMORY_URL"].startswith("http://")
+    assert "MEMORY_CA_CERT" not in client_decision({"tls": {"mode": "disabled"}}, bundle)
+
+
+def test_the_ca_bundle_comes_from_the_operators_secret_or_the_public_part_of_the_users() -> None:
+    bundle = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"
+    encoded = base64.b64encode(bundle.encode()).decode()
+    assert certificates.ca_bundle({"data": {"ca.crt": encoded}}) == bundle
+    assert certificates.ca_bundle({"digests": {"ca.crt": "d"}, "public": {"ca.crt": encoded}}) == bundle
+    assert certificates.ca_bundle({"digests": {"tls.crt": "d"}}) is None
+    assert certificates.ca_bundle(None) is None
+
+
+def test_the_cache_keeps_a_users_ca_bundle_but_never_a_key() -> None:
+    from memory_operator.controller.cache import secret_view
+
+    user = {
+        "metadata": {"name": "own-tls", "namespace": "agents", "labels": {}},
+        "data": {"tls.crt": "Yw==", "tls.key": "a2V5", "ca.crt": "Y2E="},
+    }
+    view = secret_view(user)
+    assert view["public"] == {"ca.crt": "Y2E="}
+    assert "data" not in view and "a2V5" not in str(view)

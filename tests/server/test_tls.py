@@ -320,3 +320,15 @@ def test_inconsistent_tls_flags_stop_the_server(files: Files) -> None:
         "--tls-cert", str(files.cert), "--tls-key", str(files.key), "--tls-client-ca", str(files.ca)
     )
     assert where.scheme == "https" and where.client_cas == (files.ca,)
+
+
+async def test_the_operator_counts_memories_over_tls_against_the_stores_ca(
+    files: Files, qdrant: TlsQdrant
+) -> None:
+    from memory_operator.controller import counting
+
+    ca = files.ca.read_text()
+    assert await counting.count_points(qdrant.url, "memories", QDRANT_KEY, ca_bundle=ca) == 0
+    other = files.other_ca.read_text()
+    assert await counting.count_points(qdrant.url, "memories", QDRANT_KEY, ca_bundle=other) is None
+    assert await counting.count_points(qdrant.url, "memories", QDRANT_KEY) is None

@@ -23,6 +23,7 @@ A digest of what the pods serve and trust rolls Qdrant and the server when it ch
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -60,6 +61,9 @@ class Minter(Protocol):
         self, ca: KeyPair, common_name: str, dns_names: Sequence[str], now: dt.datetime, *, server: bool
     ) -> KeyPair: ...
 
+    def settled(self, pair: KeyPair) -> None:
+        """`pair` is in a Secret now: what was minted for it need not be given again."""
+
 
 class FreshMinter:
     """New keys and certificates on every call."""
@@ -72,10 +76,14 @@ class FreshMinter:
     ) -> KeyPair:
         return pki.make_leaf(ca, common_name, dns_names, now, now + LEAF_VALIDITY, server=server, client=True)
 
+    def settled(self, pair: KeyPair) -> None:
+        pass
+
 
 class KeptMinter:
-    """A minter that gives the same certificate again for the same request within `keep`: a reconcile
-    that runs before the watch shows the Secrets it wrote renders the same ones, never new ones."""
+    """A minter that gives the same certificate again for the same request within `keep`, until a
+    Secret holds it: a reconcile that runs before the watch shows the Secrets it wrote renders the same
+    ones, never new ones; a Secret deleted afterwards gets a new certificate."""
 
     def __init__(self, keep: dt.timedelta = dt.timedelta(minutes=10), fresh: Minter | None = None) -> None:
         self.keep = keep
@@ -93,6 +101,9 @@ class KeptMinter:
 
     def ca(self, common_name: str, now: dt.datetime) -> KeyPair:
         return self._get(("ca", common_name), now, lambda: self.fresh.ca(common_name, now))
+
+    def settled(self, pair: KeyPair) -> None:
+        self._kept = {k: v for k, v in self._kept.items() if v[1] != pair}
 
     def leaf(
         self, ca: KeyPair, common_name: str, dns_names: Sequence[str], now: dt.datetime, *, server: bool
@@ -130,6 +141,22 @@ def secret_fingerprint(secret: Body | None, keys: Sequence[str]) -> str:
     return _digest(*(f"{key}={digests.get(key, '')}" for key in keys))
 
 
+def ca_bundle(secret: Body | None) -> str | None:
+    """The `ca.crt` of a certificate Secret: the operator's own Secrets are kept whole in its cache,
+    and any other Secret's CA bundle too (it is public)."""
+    if secret is None:
+        return None
+    encoded = (secret.get("data") or {}).get(render_tls.CA_KEY) or (secret.get("public") or {}).get(
+        render_tls.CA_KEY
+    )
+    if not encoded:
+        return None
+    try:
+        return base64.b64decode(encoded).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 # -- generated ------------------------------------------------------------------------------------
 
 
@@ -152,6 +179,9 @@ def authority(store: MemoryStore, ca_secret: Body | None, now: dt.datetime, mint
     values = secret_values(ca_secret)
     signing = pki.load_pair(values.get(render_tls.CERT_KEY), values.get(render_tls.KEY_KEY))
     successor = pki.load_pair(values.get(render_tls.NEXT_CERT_KEY), values.get(render_tls.NEXT_KEY_KEY))
+    for pair in (signing, successor):
+        if pair is not None:
+            minter.settled(pair)
     previous = [c for c in pki.load_bundle(values.get(render_tls.CA_KEY)) if c.not_valid_after_utc > now]
     common_name = f"{store.metadata.namespace}/{store.metadata.name} memory-operator CA"
     renewed: list[str] = []
@@ -194,6 +224,7 @@ def leaf(
             and not _expires_within(parsed, now, LEAF_RENEW_BEFORE)
         )
         if good:
+            minter.settled(kept)
             return kept, False
     return minter.leaf(ca, common_name, dns_names, now, server=server), True
 

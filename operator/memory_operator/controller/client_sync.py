@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from memory_operator.controller import clients, grants, status
+from memory_operator.controller import certificates, clients, grants, status
 from memory_operator.controller.act import post
 from memory_operator.controller.cache import Cache
 from memory_operator.controller.kube import CLIENT, Kube, namespace_terminating
@@ -35,6 +35,15 @@ class ClientSync:
         # The store each client named when last seen: a client moved to another store leaves the
         # first one's clients file too.
         self.stores: dict[tuple[str, str], str] = {}
+        # Each store's TLS settings when last seen: a change makes its clients' URLs and CA bundle.
+        self.store_tls: dict[tuple[str, str], Any] = {}
+
+    def store_tls_changed(self, namespace: str, store: str, tls: Any) -> bool:
+        """Whether a store's `spec.tls` differs from when it was last seen (it is remembered)."""
+        key = (namespace, store)
+        changed = key in self.store_tls and self.store_tls[key] != tls
+        self.store_tls[key] = tls
+        return changed
 
     async def sync(self, cache: Cache, namespace: str, name: str) -> None:
         async with self._locks[(namespace, name)]:
@@ -52,10 +61,14 @@ class ClientSync:
         store_name = str((body.get("spec") or {}).get("store") or "")
         secret = cache.secret(namespace, names.client_secret_name(name))
         store = cache.store(namespace, store_name) if store_name else None
-        clients_secret = None
+        clients_secret = ca_bundle = None
         if store_name:
             named = render_clients.store_named(namespace, store_name)
             clients_secret = cache.secret(namespace, names.clients_secret_name(named))
+            served = clients.served_store(store)
+            if served is not None and served.spec.tls_enabled:
+                tls_secret = cache.secret(namespace, names.tls_secret_name(served))
+                ca_bundle = certificates.ca_bundle(tls_secret)
         decision = clients.decide_client(
             body,
             store=store,
@@ -63,6 +76,7 @@ class ClientSync:
             clients_secret=clients_secret,
             fresh_key=self._fresh_key(str(body["metadata"].get("uid")), secret),
             now=status.now_rfc3339(),
+            ca_bundle=ca_bundle,
         )
         if decision.secret is not None:
             rotated = "" if secret is not None else " (new key)"

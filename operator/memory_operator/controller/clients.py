@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from memory_operator.api.client import MemoryClient, MemoryClientStatus
 from memory_operator.api.common import Condition
-from memory_operator.api.store import ServerFlavor
+from memory_operator.api.store import MemoryStore, ServerFlavor
 from memory_operator.controller import grants, plan, status
 from memory_operator.controller.decide import Event
 from memory_operator.render import clients as render_clients
@@ -67,6 +67,16 @@ def problem_of(client: MemoryClient, store: Body | None) -> tuple[str, str] | No
     return None
 
 
+def served_store(store: Body | None) -> MemoryStore | None:
+    """The client's store as its spec says (whether it serves https); None when missing or invalid."""
+    if store is None:
+        return None
+    try:
+        return MemoryStore.model_validate(store)
+    except ValidationError:
+        return None
+
+
 def readiness(client: MemoryClient, store: Body | None, key: str, clients_secret: Body | None) -> Condition:
     generation = client.metadata.generation
     problem = problem_of(client, store)
@@ -89,8 +99,10 @@ def decide_client(
     clients_secret: Body | None,
     fresh_key: str,
     now: str,
+    ca_bundle: str | None = None,
 ) -> ClientDecision:
-    """One reconcile of a MemoryClient. `secret` is its live Secret, `clients_secret` its store's."""
+    """One reconcile of a MemoryClient. `secret` is its live Secret, `clients_secret` its store's,
+    `ca_bundle` the CA bundle of the store's certificate (for a store with TLS)."""
     if body["metadata"].get("deletionTimestamp"):
         return ClientDecision()
     previous = previous_status(body)
@@ -102,7 +114,8 @@ def decide_client(
         )
         return _reported(body, previous, ready, None, now)
     key = grants.secret_value(secret, render_clients.KEY) or fresh_key
-    desired = plan.stamped(plan.owned(render_clients.client_secret(client, key), body))
+    rendered = render_clients.client_secret(client, key, served_store(store), ca_bundle)
+    desired = plan.stamped(plan.owned(rendered, body))
     ready = readiness(client, store, key, clients_secret)
     decision = _reported(body, previous, ready, names.client_secret_name(client.metadata.name), now)
     decision.secret = desired if plan.needs_apply(desired, secret) else None

@@ -12,8 +12,9 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from memory_operator import labels
+from memory_operator import labels, tls
 from memory_operator.api.store import MemoryStore
+from memory_operator.controller import certificates
 from memory_operator.controller.cache import Cache
 from memory_operator.controller.credentials import secret_values
 from memory_operator.render import names
@@ -35,12 +36,19 @@ def qdrant_base_url(store: MemoryStore, template: str | None) -> str:
 
 
 async def count_points(
-    base_url: str, collection: str, api_key: str, timeout: float = COUNT_TIMEOUT_SECONDS
+    base_url: str,
+    collection: str,
+    api_key: str,
+    timeout: float = COUNT_TIMEOUT_SECONDS,
+    ca_bundle: str | None = None,
 ) -> int | None:
-    """Exact number of points in `collection`; `None` when Qdrant cannot tell (the reason is logged)."""
+    """Exact number of points in `collection`; `None` when Qdrant cannot tell (the reason is logged).
+    Over https, Qdrant's certificate is verified against `ca_bundle` (PEM), else the system's CAs."""
     url = f"{base_url}/collections/{collection}/points/count"
+    https = base_url.startswith("https://")
+    verify = tls.verify(base_url, tls.context_of(ca_bundle) if https else None)
     try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with httpx.AsyncClient(timeout=timeout, verify=verify) as client:
             response = await client.post(url, json={"exact": True}, headers={"api-key": api_key})
             response.raise_for_status()
             return int(response.json()["result"]["count"])
@@ -60,4 +68,6 @@ async def count_store(cache: Cache, body: Mapping[str, Any], template: str | Non
     key = secret_values(secret).get(labels.QDRANT_API_KEY)
     if not key:
         return None
-    return await count_points(qdrant_base_url(store, template), names.memory_collection(store), key)
+    bundle = certificates.ca_bundle(cache.secret(store.metadata.namespace, names.tls_secret_name(store)))
+    base_url = qdrant_base_url(store, template)
+    return await count_points(base_url, names.memory_collection(store), key, ca_bundle=bundle)

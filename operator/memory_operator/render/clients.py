@@ -3,7 +3,8 @@ file for its server pods (each client's key hash, access, scopes and quota; neve
 
 A client's Secret holds variables an app takes as they are, with `envFrom` or as files of a mounted
 volume: `MEMORY_API_KEY`, `MEMORY_URL` (the REST base URL) and `MEMORY_MCP_URL` (MCP over streamable
-HTTP, `{user_id}` to fill in).
+HTTP, `{user_id}` to fill in); with the store's TLS on, the URLs say `https` and `MEMORY_CA_CERT` is the
+CA bundle (PEM) that verifies the server's certificate, when the store's certificate Secret has one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from memory_operator.render.meta import Manifest
 KEY = "MEMORY_API_KEY"
 URL = "MEMORY_URL"
 MCP_URL = "MEMORY_MCP_URL"
+CA_CERT = "MEMORY_CA_CERT"
 CLIENTS_KEY = posixpath.basename(env.CLIENTS_PATH)
 CLIENTS_VOLUME = "clients"
 # A Secret holds at most 1 MiB; a client takes about 200 bytes of the file (about 5,000 per store).
@@ -46,14 +48,21 @@ def store_of(client: MemoryClient) -> MemoryStore:
     return store_named(client.metadata.namespace, client.spec.store)
 
 
-def endpoints(client: MemoryClient) -> dict[str, str]:
-    """The REST base URL and the MCP URL template of the client's store, the client's name its app's."""
-    base = names.server_url(store_of(client))
+def endpoints(client: MemoryClient, store: MemoryStore | None = None) -> dict[str, str]:
+    """The REST base URL and the MCP URL template of the client's store (`store`: its spec, which says
+    whether it serves https; by its name alone, http), the client's name its app's."""
+    base = names.server_url(store if store is not None else store_of(client))
     return {URL: base, MCP_URL: f"{base}/mcp/{client.metadata.name}/http/{{user_id}}"}
 
 
-def client_secret(client: MemoryClient, key: str) -> Manifest:
-    """The client's Secret (the controller owns it by the MemoryClient)."""
+def client_secret(
+    client: MemoryClient, key: str, store: MemoryStore | None = None, ca_bundle: str | None = None
+) -> Manifest:
+    """The client's Secret (the controller owns it by the MemoryClient); with the store's TLS on, its
+    CA bundle too."""
+    values = {KEY: key, **endpoints(client, store)}
+    if ca_bundle and store is not None and store.spec.tls_enabled:
+        values[CA_CERT] = ca_bundle
     name = client.metadata.name
     return {
         "apiVersion": "v1",
@@ -71,7 +80,7 @@ def client_secret(client: MemoryClient, key: str) -> Manifest:
             },
         },
         "type": "Opaque",
-        "data": _encoded({KEY: key, **endpoints(client)}),
+        "data": _encoded(values),
     }
 
 

@@ -67,6 +67,18 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         if type is not None:
             await reconcile_stores(cache, namespace, {str((client.get("spec") or {}).get("store") or "")})
 
+    # A store's certificate Secret changed (a new CA bundle): its clients get it.
+    @kopf.on.event(
+        "", "v1", "secrets", registry=registry, id="store-certificate", labels={labels.STORE: kopf.PRESENT}
+    )
+    async def store_certificate_changed(
+        namespace: str | None, name: str, labels: kopf.Labels, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
+        store = labels[_STORE]
+        if name == names.tls_secret_name(render_clients.store_named(namespace, store)):
+            await sync_store_clients(Cache.of(kwargs), namespace, store)
+
     # What a store's servers read changed: its clients may be admitted now.
     @kopf.on.event(
         "", "v1", "secrets", registry=registry, id="clients-file", labels={labels.STORE: kopf.PRESENT}
@@ -87,7 +99,9 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     ) -> None:
         assert namespace, "a namespaced resource"
         appeared_or_went = type in ("ADDED", "DELETED") or bool(body["metadata"].get("deletionTimestamp"))
-        if appeared_or_went:
+        # TLS turned on or off, or its certificate source changed: the clients' URLs and CA bundle.
+        tls = (body.get("spec") or {}).get("tls")
+        if sync.store_tls_changed(namespace, name, tls) or appeared_or_went:
             await sync_store_clients(Cache.of(kwargs), namespace, name)
 
     # Drift repair and retries: event handlers are not retried, so every store's clients are synced
