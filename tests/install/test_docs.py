@@ -20,6 +20,7 @@ OWN_DOCS = [
     "api.md",
     "clients.md",
     "erasure.md",
+    "tls.md",
 ]
 EXAMPLES = {
     "store-minimal.yaml",
@@ -28,6 +29,7 @@ EXAMPLES = {
     "policy-retention.yaml",
     "backup-on-demand.yaml",
     "store-restore.yaml",
+    "store-tls.yaml",
 }
 
 

@@ -26,7 +26,9 @@ EPILOG = """\
 The credentials Secrets (a store's, a MemoryClient's) are rendered with freshly generated keys on every
 run. The operator generates them once and never changes them afterwards (clients keep working; a
 MemoryClient's key changes when its Secret is deleted); use --no-secrets to leave Secrets out, e.g. to
-diff against a cluster.
+diff against a cluster. Likewise the certificates of a store with spec.tls and no certificate source of
+its own (fresh on every run, generated once and kept by the operator): the checksum annotation of its
+Qdrant and server pods follows them.
 """
 
 
