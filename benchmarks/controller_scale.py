@@ -6,7 +6,8 @@ created there at once. Printed per run:
 
 - converge: seconds until every store's children exist (a StatefulSet and a Deployment each) and its
   status names the generation it saw;
-- and, for memory-operator only: its resident memory once converged, what an idle minute costs per
+- and, for memory-operator only: its resident memory once converged and quiet (no write for 15 s:
+  pods ready and statuses saying so), what an idle minute costs per
   store (every request but watches, from the apiserver's audit log), the requests of one spec change
   of every store (writes, and reads that are not watches), and the watches it holds with the label
   selector each carries.
@@ -178,7 +179,7 @@ def measure(
 def details(
     plane: ControlPlane, client: httpx.Client, namespace: str, count: int, idle: float, pid: int
 ) -> dict[str, Any]:
-    time.sleep(10)  # the last status events come back
+    quiet(plane, namespace)  # pods become ready and statuses say so: the tail of converging
     rss = rss_mb(pid)
     since = time.time()
     time.sleep(idle)
@@ -225,6 +226,16 @@ def _by_resource(events: list[dict[str, Any]], count: int) -> dict[str, float]:
         )
         found[key] = found.get(key, 0) + 1
     return {key: round(value / count, 2) for key, value in sorted(found.items())}
+
+
+def quiet(plane: ControlPlane, namespace: str, seconds: float = 15, timeout: float = 600) -> None:
+    """Wait until the operator has written nothing in the namespace for `seconds`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        since = time.time() - seconds
+        if not any(e["verb"] != WATCH for e in requests_since(plane, since, namespace)):
+            return
+        time.sleep(2)
 
 
 def all_observed(client: httpx.Client, namespace: str) -> bool:

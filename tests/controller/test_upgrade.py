@@ -300,3 +300,14 @@ def test_a_backup_of_another_minor_version_fails_the_restore_saying_which_versio
     assert restored.status == "False" and "Qdrant 1.15.2" in restored.message and "1.16.3" in restored.message
     assert [(e.reason, e.warning) for e in decision.events if "1.15.2" in e.message] == [("RestoreFailed", True)]
     assert summary.reason == QDRANT_VERSION_MISMATCH
+
+
+def test_a_new_store_and_other_template_rolls_post_no_upgrade_event() -> None:
+    snap = serving(store_body(**spec()))
+    rolling = nodes_updated(snap, 1)
+    decision = run(rolling)
+    assert condition(decision)[:2] == ("False", "Updating")
+    settled = Snapshot(**{**rolling.__dict__, "body": {**rolling.body, "status": decision.status.wire()}})
+    decision = run(nodes_updated(settled, 3))
+    assert condition(decision)[1] == "Current"
+    assert [e for e in decision.events if e.reason in ("Current", "Updating")] == []

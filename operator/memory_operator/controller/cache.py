@@ -9,13 +9,17 @@ are the exception: a store also names Secrets of its user (`auth.existingSecret`
 credentials) that carry no label of ours, so every Secret of the watched namespaces is seen, and only
 what a reconcile needs of it is kept: our own Secrets whole, any other one as its key names and a
 digest of each value (never the values).
+
+Each object is kept as compact JSON (`Packed`), parsed when a reconcile reads it: a parsed body takes
+several times the memory of its text, and most objects are read far less often than they are kept.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +74,28 @@ POLICIES = Watched(GROUP, VERSION, "memorypolicies", "MemoryPolicy", selector=No
 BACKUPS = Watched(GROUP, VERSION, "memorybackups", "MemoryBackup", selector=None)
 CLIENTS = Watched(GROUP, VERSION, "memoryclients", "MemoryClient", selector=None)
 ERASURES = Watched(GROUP, VERSION, "memoryerasures", "MemoryErasure", selector=None)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """An indexed object as compact JSON, with its name to find it by."""
+
+    name: str
+    text: str
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> Packed:
+        name = str((body.get("metadata") or {}).get("name"))
+        return cls(name, json.dumps(body, separators=(",", ":")))
+
+    def body(self) -> dict[str, Any]:
+        """A fresh copy of the object."""
+        return dict(json.loads(self.text))
+
+
+def unpacked(value: Any) -> dict[str, Any]:
+    """An index value as a body (tests may fill indexes with plain bodies)."""
+    return value.body() if isinstance(value, Packed) else dict(value)
 
 
 def trimmed(body: Body, watched: Watched) -> dict[str, Any]:
@@ -142,7 +168,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     def index_secrets(
         namespace: str | None, name: str, labels: kopf.Labels, body: kopf.Body, **_: Any
     ) -> dict[Any, Any]:
-        view = secret_view(body)
+        view = Packed.of(secret_view(body))
         owner = labels.get(_store_label()) if _is_ours(labels) else None
         # Ours are also found among their store's children.
         return {("secret", namespace, name): view, **({("store", namespace, owner): view} if owner else {})}
@@ -150,7 +176,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.index(*_selector(JOB_PODS), registry=registry, id=JOB_PODS.index_id)
     def index_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         job = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
-        return {(namespace, job): job_pod_view(body)} if job else {}
+        return {(namespace, job): Packed.of(job_pod_view(body))} if job else {}
 
     for watched in (STORES, POLICIES, BACKUPS, CLIENTS, ERASURES):
         _register_by_namespace(registry, watched)
@@ -166,13 +192,13 @@ def _register_children(registry: kopf.OperatorRegistry, watched: Watched) -> Non
         namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
     ) -> dict[Any, Any]:
         owner = labels.get(_store_label())
-        return {(namespace, owner): trimmed(body, watched)} if owner else {}
+        return {(namespace, owner): Packed.of(trimmed(body, watched))} if owner else {}
 
 
 def _register_by_namespace(registry: kopf.OperatorRegistry, watched: Watched) -> None:
     @kopf.index(*_selector(watched), registry=registry, id=watched.index_id)
     def index_objects(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {namespace: trimmed(body, watched)}
+        return {namespace: Packed.of(trimmed(body, watched))}
 
 
 def _store_label() -> str:
@@ -196,11 +222,22 @@ class Cache:
         }
         return cls({key: value for key, value in kwargs.items() if key in ids})
 
-    def _values(self, watched: Watched, key: Any) -> list[dict[str, Any]]:
+    def _raw(self, watched: Watched, key: Any) -> list[Any]:
         index = self.indexes.get(watched.index_id)
         if index is None or key not in index:
             return []
-        return [dict(v) for v in index[key]]
+        return list(index[key])
+
+    def _values(self, watched: Watched, key: Any) -> list[dict[str, Any]]:
+        return [unpacked(v) for v in self._raw(watched, key)]
+
+    def _named(self, watched: Watched, key: Any, name: str) -> dict[str, Any] | None:
+        """The object of that name, parsing only it."""
+        for value in self._raw(watched, key):
+            found = value.name if isinstance(value, Packed) else value["metadata"]["name"]
+            if found == name:
+                return unpacked(value)
+        return None
 
     def children(self, namespace: str | None, store: str) -> list[dict[str, Any]]:
         """Every labelled child of the store (and of its backups), of every kind, Secrets included."""
@@ -209,7 +246,7 @@ class Cache:
         return children + self._values(SECRETS, ("store", namespace, store))
 
     def store(self, namespace: str | None, name: str) -> dict[str, Any] | None:
-        return _named(self._values(STORES, namespace), name)
+        return self._named(STORES, namespace, name)
 
     def stores(self, namespace: str) -> list[dict[str, Any]]:
         return self._values(STORES, namespace)
@@ -217,31 +254,31 @@ class Cache:
     def every_store(self) -> list[dict[str, Any]]:
         """The stores of every watched namespace."""
         index = self.indexes.get(STORES.index_id)
-        return [dict(v) for key in (index or {}) for v in index[key]] if index is not None else []
+        return [unpacked(v) for key in (index or {}) for v in index[key]] if index is not None else []
 
     def policies(self, namespace: str) -> list[dict[str, Any]]:
         return self._values(POLICIES, namespace)
 
     def policy(self, namespace: str | None, name: str) -> dict[str, Any] | None:
-        return _named(self._values(POLICIES, namespace), name)
+        return self._named(POLICIES, namespace, name)
 
     def backups(self, namespace: str) -> list[dict[str, Any]]:
         return self._values(BACKUPS, namespace)
 
     def backup(self, namespace: str | None, name: str) -> dict[str, Any] | None:
-        return _named(self._values(BACKUPS, namespace), name)
+        return self._named(BACKUPS, namespace, name)
 
     def clients(self, namespace: str) -> list[dict[str, Any]]:
         return self._values(CLIENTS, namespace)
 
     def client(self, namespace: str | None, name: str) -> dict[str, Any] | None:
-        return _named(self._values(CLIENTS, namespace), name)
+        return self._named(CLIENTS, namespace, name)
 
     def erasures(self, namespace: str) -> list[dict[str, Any]]:
         return self._values(ERASURES, namespace)
 
     def erasure(self, namespace: str | None, name: str) -> dict[str, Any] | None:
-        return _named(self._values(ERASURES, namespace), name)
+        return self._named(ERASURES, namespace, name)
 
     def secret(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         found = self._values(SECRETS, ("secret", namespace, name))
@@ -249,7 +286,3 @@ class Cache:
 
     def job_pods(self, namespace: str | None, job: str) -> list[dict[str, Any]]:
         return self._values(JOB_PODS, (namespace, job))
-
-
-def _named(objs: Iterable[dict[str, Any]], name: str) -> dict[str, Any] | None:
-    return next((o for o in objs if o["metadata"]["name"] == name), None)

@@ -78,7 +78,12 @@ def steps(
     return Steps(
         restore=restore,
         collection=collection.decide(store, snap, previous, restoring=restoring),
-        upgrade=upgrade.decide(store, snap, qdrant_render.image(store, settings.images)),
+        upgrade=upgrade.decide(
+            store,
+            snap,
+            qdrant_render.image(store, settings.images),
+            status.find(previous.conditions, upgrade.CONDITION),
+        ),
         tls=certificates.decide(
             store,
             snap.secrets,
@@ -567,12 +572,14 @@ def collection_events(
 def upgrade_events(
     body: Mapping[str, Any], previous: MemoryStoreStatus, upgraded: upgrade.Upgrade
 ) -> list[Event]:
-    """An Event for each step of a Qdrant upgrade (the condition's message changed), a Warning when it
-    stopped; none for a store's first condition."""
+    """An Event for each step of a Qdrant upgrade and its end (the condition's message changed), a
+    Warning when it stopped; none for other rolls of the pod template."""
     if upgraded.condition is None:
         return []
     old = status.find(previous.conditions, upgrade.CONDITION)
     if old is None or old.message == upgraded.condition.message:
+        return []
+    if upgraded.condition.reason not in upgrade.STEPS and old.reason not in upgrade.STEPS:
         return []
     if upgraded.warning is not None:
         return [Event(body, upgraded.condition.reason, upgraded.warning)]

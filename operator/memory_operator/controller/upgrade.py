@@ -37,6 +37,10 @@ from memory_operator.render import names
 
 CONDITION = "VectorStoreUpgraded"
 QDRANT_CONTAINER = "qdrant"
+# Reasons of an upgrade under way; `Updating` is any other roll of the pod template, `Current` the end.
+STEPS = frozenset(
+    {"BackingUp", "BackupFailed", "Rolling", "WaitingForShards", "ShardsNotActive", "JobFailed"}
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,9 @@ class Upgrade:
     """A message worth a Warning Event (a failed backup or check)."""
 
 
-def decide(store: MemoryStore, snap: Snapshot, target: str) -> Upgrade:
-    """What to do about the Qdrant image: `target` is the image the spec asks for."""
+def decide(store: MemoryStore, snap: Snapshot, target: str, previous: Condition | None = None) -> Upgrade:
+    """What to do about the Qdrant image: `target` is the image the spec asks for; `previous` the
+    condition as last written (the last node's restart is still the upgrade's)."""
     live = snap.child("StatefulSet", names.qdrant_statefulset_name(store))
     if live is None:
         return Upgrade()
@@ -77,7 +82,7 @@ def decide(store: MemoryStore, snap: Snapshot, target: str) -> Upgrade:
         if not rolled(live, replicas, 0, ready=False):
             updated = int((live.get("status") or {}).get("updatedReplicas") or 0)
             message = f"{updated} of {replicas} Qdrant nodes run the current pod template ({target})"
-            reason = "Rolling"
+            reason = "Rolling" if previous is not None and previous.reason in STEPS else "Updating"
         condition = status.condition(CONDITION, reason == "Current", reason, message, generation)
         return Upgrade(condition=condition, delete=[plan.ObjectRef.of(j) for j in checks])
     stale = [plan.ObjectRef.of(j) for j in checks if _label(j) != names.image_digest(target)]
