@@ -74,6 +74,7 @@ METRICS_PORT = 9090
 # Plain-HTTP port of the memory server's probes (/healthz, /readyz) when its API demands client
 # certificates, which the kubelet's probes cannot present.
 HEALTH_PORT = 8766
+HEALTH_PORT_VARIABLE = "MEMORY_HEALTH_PORT"
 
 # Mount points inside the pods the operator renders.
 CONFIG_DIR = "/etc/memory-operator"

@@ -220,7 +220,7 @@ def server_env(store: MemoryStore) -> list[dict[str, Any]]:
         cas = [f"{env.CLIENT_CA_DIR}/{CA_KEY}", f"{env.CLIENT_CA_DIR}/store/{CA_KEY}"]
         variables += [
             meta.env_value(env.TLS_CLIENT_CA_FILE, ",".join(cas)),
-            meta.env_value("MEMORY_HEALTH_PORT", env.HEALTH_PORT),
+            meta.env_value(env.HEALTH_PORT_VARIABLE, env.HEALTH_PORT),
         ]
     return variables
 

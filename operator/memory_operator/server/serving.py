@@ -69,9 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser | Any) -> None:
     parser.add_argument(
         "--health-port",
         type=int,
-        default=int(env.get("MEMORY_HEALTH_PORT") or 0) or None,
+        default=int(env.get(env.HEALTH_PORT_VARIABLE) or 0) or None,
         help="also serve /healthz and /readyz over plain HTTP on this port, for probes that present no "
-        "client certificate (MEMORY_HEALTH_PORT)",
+        f"client certificate ({env.HEALTH_PORT_VARIABLE})",
     )
 
 
