@@ -291,6 +291,14 @@ def test_an_erasure_that_came_after_the_restore_started_is_named() -> None:
     assert [e.reason for e in decision.events if e.warning] == ["ErasuresMissed"]
 
 
+def test_an_erasure_of_the_restored_store_for_the_same_subject_covers_a_missed_one() -> None:
+    late = erasure_body("late", store="src", created="2026-01-07T00:00:00Z")
+    own = erasure_body("own", store="dst", created="2026-01-08T00:00:00Z")
+    other = erasure_body("other", store="dst", subject={"runId": "r-1"})
+    assert reapplied_condition(restored({"erasures": []}, [late, other])).reason == "ErasuresMissed"
+    assert reapplied_condition(restored({"erasures": []}, [late, own])).reason == "Reapplied"
+
+
 def test_a_cut_summary_names_only_the_erasures_made_after_the_restore_started() -> None:
     early = erasure_body("early", store="src", created="2026-01-06T00:00:00Z")
     late = erasure_body("late", store="src", created="2026-01-07T00:00:00Z")

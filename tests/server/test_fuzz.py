@@ -33,6 +33,7 @@ MAX_BODY_BYTES = 64 * 1024
 # cannot state across a body, its filters and a query: a schema-valid request without any may get 422.
 ONE_OF_SEVERAL_FIELDS = {
     "POST /api/v1/memories/actions/pause",
+    "POST /api/v1/memories/actions/erase",
     "POST /memories",
     "DELETE /memories",
     "POST /search",

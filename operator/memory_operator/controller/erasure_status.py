@@ -308,6 +308,8 @@ def backup_facts(
     )
     if until is not None:
         message += f"the store's retention will have pruned the last of them by {until}"
+    elif store is None:
+        message += "the store is gone, and with it the retention that would prune them: delete them"
     else:
         message += (
             "the store takes no scheduled backups, so retention never prunes them: delete them to be rid "

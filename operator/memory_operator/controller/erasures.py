@@ -196,7 +196,19 @@ def reapplied(
     if summary is None:
         return status.find(previous.conditions, CONDITION), None
     source, _ = restore_source(store, snap)
-    missed = missed_by(summary, job, [e for e in due(store, snap) if e.spec.store != store.metadata.name])
+    # Erasures of the restored store itself run on it by their own Jobs, and cover their subjects.
+    own = [
+        e
+        for e in of_store(snap.erasures, store.metadata.name)
+        if (e.status is None or e.status.phase != "Failed")
+    ]
+    covered = {(e.spec.subject.kind, e.spec.subject.value) for e in own}
+    wanted = [
+        e
+        for e in due(store, snap)
+        if e.spec.store != store.metadata.name and (e.spec.subject.kind, e.spec.subject.value) not in covered
+    ]
+    missed = missed_by(summary, job, wanted)
     if missed:
         message = (
             f"MemoryErasure(s) {', '.join(missed)} of store {source} came after the restore started and "
@@ -212,9 +224,9 @@ def reapplied(
 
 
 def missed_by(summary: RestoreSummary, job: Body, wanted: Sequence[MemoryErasure]) -> list[str]:
-    """The erasures of the backup's store the restore should have re-applied and did not (those of the
-    restored store run on it by their own Jobs). The summary names them all unless it was cut: then
-    those made after the restore Job started are the ones it cannot have known."""
+    """Those of `wanted` (erasures of the backup's store) the restore did not re-apply. The summary names
+    them all unless it was cut: then those made after the restore Job started are the ones it cannot
+    have known."""
     if len(summary.erasures) >= summary.erasures_reapplied:
         applied = set(summary.erasures)
         return [e.metadata.name for e in wanted if e.metadata.name not in applied]
