@@ -49,7 +49,9 @@ def erasure(spec: dict[str, Any]) -> dict[str, Any]:
 def secret_for(spec: dict[str, Any]) -> str:
     """The erasures file the store's Job reads, for an erasure of `spec`."""
     snap = Snapshot(body=STORE, erasures=[erasure(spec)])
-    decided = decide.decide(snap, RenderSettings(), Credentials("a" * 16, "b" * 16, "c" * 16), "2026-01-01T00:00:00Z")
+    decided = decide.decide(
+        snap, RenderSettings(), Credentials("a" * 16, "b" * 16, "c" * 16), "2026-01-01T00:00:00Z"
+    )
     found = [m for m in decided.apply if m["metadata"]["name"] == "mem-erasures"]
     return base64.b64decode(found[0]["data"]["erasures.json"]).decode() if found else ""
 

@@ -53,7 +53,11 @@ async def sync_erasure(kube: Kube, cache: Cache, namespace: str, name: str) -> N
         post(event)
 
 
-async def sync_store_erasures(kube: Kube, cache: Cache, namespace: str, store: str) -> None:
-    """Every MemoryErasure of the store (its state or its backups changed)."""
+async def sync_store_erasures(
+    kube: Kube, cache: Cache, namespace: str, store: str, *, finished: bool = True
+) -> None:
+    """The MemoryErasures of the store (its state or its backups changed); `finished`: the completed
+    ones too (whose backup figures follow the store's backups)."""
     for erasure in erasures.of_store(cache.erasures(namespace), store):
-        await sync_erasure(kube, cache, namespace, erasure.metadata.name)
+        if finished or erasures.unfinished(erasure):
+            await sync_erasure(kube, cache, namespace, erasure.metadata.name)

@@ -67,12 +67,13 @@ def phase(body: Body) -> str:
 
 def of_store(erasures: Sequence[Body], store: str) -> list[MemoryErasure]:
     """The valid, live MemoryErasures of `store`, oldest first."""
+    # Erasures are kept for good: only those of the store are parsed.
     mine = [
         e
         for body in erasures
-        if not body["metadata"].get("deletionTimestamp")
+        if (body.get("spec") or {}).get("store") == store
+        and not body["metadata"].get("deletionTimestamp")
         and (e := parsed(body)) is not None
-        and e.spec.store == store
     ]
     return sorted(mine, key=lambda e: (e.metadata.creation_timestamp or "", e.metadata.name))
 

@@ -63,12 +63,14 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         if store:
             await sync_store_erasures(kube, Cache.of(kwargs), namespace, str(store))
 
-    # A store made, deleted, restored or with a new backup schedule: its erasures' state follows.
+    # A store made, deleted or restored: its unfinished erasures' state follows (every erasure's when
+    # it comes or goes; completed ones follow the backups, and are kept for good: many of them).
     @kopf.on.event(*STORES, registry=registry, id="store-erasures")
     async def store_changed(type: str | None, namespace: str | None, name: str, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
         if type is not None:
-            await sync_store_erasures(kube, Cache.of(kwargs), namespace, name)
+            finished = type in ("ADDED", "DELETED")
+            await sync_store_erasures(kube, Cache.of(kwargs), namespace, name, finished=finished)
 
 
 def _unfinished(body: kopf.Body, **_: Any) -> bool:
