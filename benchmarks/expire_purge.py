@@ -20,9 +20,9 @@ from collections.abc import Callable
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from memory_operator.api.jobs import ExpirationSummary
 from memory_operator.api.policy import MemoryPolicySpec
 from memory_operator.expire import purge, rules
-from memory_operator.api.jobs import ExpirationSummary
 
 COLLECTION = "expire-bench"
 BATCH = 2000

@@ -298,7 +298,9 @@ def test_a_backup_of_another_minor_version_fails_the_restore_saying_which_versio
     assert decision.status is not None
     restored = next(c for c in decision.status.conditions if c.type == "Restored")
     assert restored.status == "False" and "Qdrant 1.15.2" in restored.message and "1.16.3" in restored.message
-    assert [(e.reason, e.warning) for e in decision.events if "1.15.2" in e.message] == [("RestoreFailed", True)]
+    assert [(e.reason, e.warning) for e in decision.events if "1.15.2" in e.message] == [
+        ("RestoreFailed", True)
+    ]
     assert summary.reason == QDRANT_VERSION_MISMATCH
 
 
