@@ -276,7 +276,8 @@ class CollectionJobs:
         self.client, self.jobs = client, jobs
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="collection-jobs", daemon=True)
-        self.finished: set[tuple[str, str]] = set()
+        # By uid: a store whose settings go back and forth runs a new Job of an earlier name.
+        self.finished: set[str] = set()
 
     def start(self) -> CollectionJobs:
         self._thread.start()
@@ -301,7 +302,8 @@ class CollectionJobs:
         response.raise_for_status()
         for job in response.json()["items"]:
             key = (job["metadata"]["namespace"], job["metadata"]["name"])
-            if key in self.finished or key[0] in manual or (job.get("status") or {}).get("conditions"):
+            uid = job["metadata"]["uid"]
+            if uid in self.finished or key[0] in manual or (job.get("status") or {}).get("conditions"):
                 continue
             running = [
                 p
@@ -310,7 +312,7 @@ class CollectionJobs:
             ]
             if running:
                 self.jobs.finish(key[0], key[1], COLLECTION_MADE)
-                self.finished.add(key)
+                self.finished.add(uid)
 
 
 class OperatorProcess:

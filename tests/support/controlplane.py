@@ -409,6 +409,9 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
                 "--leader-elect=false",
+                # A pod whose retry event the queue missed waits for the next flush (every 30 s), not
+                # for the default five minutes.
+                "--pod-max-in-unschedulable-pods-duration=1s",
                 "--v=1",
             ],
         )
@@ -496,7 +499,9 @@ class ControlPlane:
                 "provisioner": PROVISIONER,
                 "allowVolumeExpansion": True,
                 "reclaimPolicy": "Delete",
-                "volumeBindingMode": "Immediate",
+                # As most clusters' classes: the scheduler places the pod, then waits for its claims to
+                # be bound, rather than turning a pod away whose claim is not bound yet.
+                "volumeBindingMode": "WaitForFirstConsumer",
             }
         )
 

@@ -18,6 +18,9 @@ FINALIZER = f"{labels.PREFIX}/finalizer"
 # How long an object's worker waits for more events before it frees its slot. Kopf's default (5 s)
 # admits a burst of new objects in waves; events of one object still come together within it.
 IDLE_TIMEOUT_SECONDS = 1.0
+# A store deleted while one of its timers runs keeps its finalizer until the timer returns; Kopf looks
+# again after this long (its default, 60 s, holds every such deletion a minute).
+TIMER_EXIT_POLL_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> No
     settings.networking.request_timeout = 60
     settings.queueing.worker_limit = options.worker_limit
     settings.batching.idle_timeout = IDLE_TIMEOUT_SECONDS
+    settings.background.cancellation_polling = TIMER_EXIT_POLL_SECONDS
     if options.peering:
         settings.peering.mandatory = True
         settings.peering.lifetime = options.peering_lifetime

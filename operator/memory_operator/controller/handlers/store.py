@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Any
 
@@ -57,7 +56,11 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         assert namespace, "a namespaced resource"
         if not memo.get("drift_spread"):
             memo["drift_spread"] = True
-            await asyncio.sleep(spread_delay(uid, resync / 2))
+            # Woken early when the store is deleted, whose finalizer waits for its timers.
+            stopped: kopf.DaemonStopped = kwargs["stopped"]
+            await stopped.wait(spread_delay(uid, resync / 2))
+            if stopped:
+                return
         cache = Cache.of(kwargs)
         await reconciler.reconcile_soon(cache, namespace, name, trigger="timer")
         await reconciler.count(cache, namespace, name)
