@@ -49,7 +49,7 @@ RUN set -eux; \
     python3 -m venv /opt/memory-operator
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY scripts/image/requirements.py scripts/image/cpu-only-torch.py scripts/image/
+COPY scripts/image/requirements.py scripts/image/cpu-only-torch.py scripts/image/drop_section.py scripts/image/
 # The dependencies first, in a layer of their own that a change of the source does not rebuild.
 # torch is pinned before the rest so that sentence-transformers takes this build (as scripts/setup.sh);
 # then go torch's GPU-only companions, which it imports only when present, and its GPU libraries.

@@ -16,8 +16,10 @@ runs; the dynamic linker still has to find them when torch is imported. A CPU-on
    are left out of the stub, so that they keep resolving to real code.
 2. The CUDA runtime, CUPTI, cuDNN's loader (with its graph library) and cuFile stay real: torch calls
    them on a CPU too (to count devices, for its profiler, for version checks), and they answer
-   "no device" gracefully. They are small. torch's own libtorch_cuda (470 MB, most of it GPU kernels)
-   stays real too: torch's Python module calls into it when imported, on a CPU too (c10d's GIL checker).
+   "no device" gracefully. They are small. torch's own libtorch_cuda stays real too: torch's Python
+   module calls into it when imported, on a CPU too (c10d's GIL checker). Its GPU kernels (the section
+   .nv_fatbin, over 300 MB), which only the CUDA driver reads when it loads them on a GPU, are dropped
+   from its file and become zero pages in memory (drop_section.py).
 3. Everything under nvidia/ that nothing loads any more is deleted: headers, static libraries, cuDNN's
    kernels (which libcudnn opens only for an operation on a GPU), cuSOLVER (opened only by
    libtorch_cuda_linalg, which torch opens only for linear algebra on a GPU), NVRTC's built-ins,
@@ -38,6 +40,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from drop_section import drop_section
 
 # Libraries that do work only on a GPU, by the name before ".so": stubbed where torch links against them.
 GPU_ONLY_LIBRARIES = frozenset(
@@ -65,6 +69,8 @@ TORCH_PARTS_NOT_NEEDED = (
     "bin/protoc-3.13.0.0",
     "lib/libtorch_cuda_linalg.so",
 )
+# Where the CUDA compiler puts the GPU kernels of a library.
+GPU_KERNELS_SECTION = ".nv_fatbin"
 # Where the system's libraries (libstdc++, libc ...) are, for the symbols they define.
 SYSTEM_LIBRARY_DIRS = (Path("/lib/x86_64-linux-gnu"), Path("/usr/lib/x86_64-linux-gnu"), Path("/lib64"))
 
@@ -266,6 +272,8 @@ def main(site_packages: Path) -> None:
         write_stub(library, exported, search)
     for library in sorted(real & set((torch / "lib").iterdir())):
         subprocess.run(["strip", "--strip-debug", "--strip-unneeded", str(library)], check=True)
+    for library in sorted((torch / "lib").glob("libtorch_cuda*.so")):
+        drop_section(library, GPU_KERNELS_SECTION)
     freed = before - size_of(closure)
     for path in sorted(nvidia.rglob("*"), reverse=True):
         if path.is_dir():
