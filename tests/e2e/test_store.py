@@ -194,10 +194,15 @@ def test_children_no_longer_rendered_are_pruned(cluster: Cluster) -> None:
         lambda: {b["metadata"]["name"] for b in cluster.client.list("PodDisruptionBudget", ns)} == budgets,
         "both disruption budgets",
     )
+    # Each change lands on a settled store: the StatefulSet controller of Kubernetes 1.34 can count -1
+    # current replicas when a new revision and a scale-down meet pods still starting, and then never
+    # writes its status again.
+    wait_phase(cluster, ns, "demo", "Ready")
     cluster.client.patch(
         "MemoryStore", ns, "demo", {"spec": {"vectorStore": {"replicas": 1}, "server": {"replicas": 1}}}
     )
     wait_for(lambda: cluster.client.list("PodDisruptionBudget", ns) == [], "the budgets pruned")
+    wait_phase(cluster, ns, "demo", "Ready")
     # The openmemory flavor has a NetworkPolicy of its own, which goes with it.
     cluster.client.patch("MemoryStore", ns, "demo", {"spec": {"server": {"flavor": "openmemory"}}})
     policy = names.server_network_policy_name(s)

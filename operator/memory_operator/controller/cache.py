@@ -16,7 +16,6 @@ several times the memory of its text, and most objects are read far less often t
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Mapping
@@ -99,14 +98,18 @@ def unpacked(value: Any) -> dict[str, Any]:
 
 
 def trimmed(body: Body, watched: Watched) -> dict[str, Any]:
-    """The object as the operator needs it: identity filled in, bookkeeping of the server dropped."""
-    result = copy.deepcopy(dict(body))
-    result.setdefault("apiVersion", watched.api_version)
-    result.setdefault("kind", watched.kind)
-    meta = result.setdefault("metadata", {})
-    meta.pop("managedFields", None)
-    (meta.get("annotations") or {}).pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    """The object as the operator needs it: identity filled in, bookkeeping of the server dropped. What
+    it changes is copied (the object and its metadata); the rest is shared with `body`."""
+    result = {"apiVersion": watched.api_version, "kind": watched.kind, **body}
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    annotations = meta.get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    result["metadata"] = meta
     return result
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 # Keys of a Secret whose values are public: the CA bundle of a TLS Secret, which the operator hands

@@ -1,25 +1,32 @@
 """A small async client for the few API calls the controller makes, on the official `kubernetes` client.
 
 Every write of a child is a server-side apply with one field manager and `force`, so writes are
-idempotent and take ownership of the fields the operator renders. Blocking calls run in a thread.
+idempotent and take ownership of the fields the operator renders. Blocking calls run in a pool of
+threads of the client's own, as many as its connection pool holds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import json
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
 from memory_operator.api.common import API_VERSION
 from memory_operator.controller import metrics
 
 FIELD_MANAGER = "memory-operator"
+# API calls in flight at once. Each waits on the API server, not on this process: asyncio's default pool
+# (the CPU count plus four threads) would let a burst of new stores queue behind a handful of them.
+API_CONCURRENCY = 32
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -97,12 +104,21 @@ def resource_of(manifest: Mapping[str, Any]) -> Resource:
     return RESOURCES[key]
 
 
+def api_client() -> ApiClient:
+    """A client of the loaded configuration that keeps a connection for every call in flight (more would
+    be opened and dropped, each with a TLS handshake)."""
+    configuration = Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = API_CONCURRENCY
+    return ApiClient(configuration)
+
+
 class Kube:
     """Async wrapper over `ApiClient.call_api`; 404 becomes `None` (or `False` for deletes)."""
 
     def __init__(self, api: ApiClient, timeout_seconds: float = 30.0) -> None:
         self._api = api
         self._timeout = timeout_seconds
+        self._threads = ThreadPoolExecutor(API_CONCURRENCY, thread_name_prefix="kube-api")
 
     def _call(
         self,
@@ -127,7 +143,8 @@ class Kube:
         )
 
     async def _run(self, method: str, path: str, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(self._call, method, path, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, self._call, method, path, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     async def serves(self, api_version: str, plural: str) -> bool:
         """Whether the API server serves `plural` in `api_version` (discovery: no RBAC needed)."""

@@ -94,11 +94,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import kopf
-    from kubernetes import client, config
+    from kubernetes import config
 
     from memory_operator.controller import metrics
     from memory_operator.controller.handlers import Context, register_all
-    from memory_operator.controller.kube import Kube
+    from memory_operator.controller.kube import Kube, api_client
     from memory_operator.controller.reconcile import Reconciler
     from memory_operator.images import DEFAULT_JOB_IMAGE
     from memory_operator.render import RenderSettings
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    kube = Kube(client.ApiClient())
+    kube = Kube(api_client())
     render_settings = RenderSettings(
         job_image=options.job_image or DEFAULT_JOB_IMAGE,
         operator_namespace=options.operator_namespace,

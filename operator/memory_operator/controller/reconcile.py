@@ -57,13 +57,18 @@ class Reconciler:
         async with self._locks[(namespace, name)]:
             yield
 
-    async def reconcile_soon(self, cache: Cache, namespace: str, name: str, *, trigger: str) -> None:
-        """Reconcile unless a reconcile of the store is already waiting: bursts of events cost one."""
+    async def reconcile_soon(
+        self, cache: Cache, namespace: str, name: str, *, trigger: str, settle: float = 0.0
+    ) -> None:
+        """Reconcile unless a reconcile of the store is already waiting: bursts of events cost one. With
+        `settle`, the reconcile waits that long first, so that the events of that window cost one too."""
         key = (namespace, name)
         if key in self._queued:
             return
         self._queued.add(key)
         try:
+            if settle:
+                await asyncio.sleep(settle)
             await self.reconcile(cache, namespace, name, trigger=trigger, _queued_key=key)
         finally:
             self._queued.discard(key)

@@ -14,6 +14,10 @@ from memory_operator.controller.handlers import Context
 from memory_operator.controller.snapshot import referenced_secret_names
 
 STORES = ("memory-operator.io", "v1alpha1", "memorystores")
+# A starting workload reports each step (created, scheduled, running, ready) as a change of its own, the
+# StatefulSet, the Deployment and a Job of one store at the same moments: the store's reconcile waits
+# this long after the first, and answers them all at once.
+CHILD_SETTLE_SECONDS = 0.5
 
 
 def needs_finalizer(body: kopf.Body, **_: Any) -> bool:
@@ -99,7 +103,9 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         )
         async def child_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
             assert namespace, "a namespaced resource"
-            await reconciler.reconcile_soon(Cache.of(kwargs), namespace, labels[_STORE], trigger="child")
+            await reconciler.reconcile_soon(
+                Cache.of(kwargs), namespace, labels[_STORE], trigger="child", settle=CHILD_SETTLE_SECONDS
+            )
 
     # cert-manager installed (or removed) while the operator runs: stores that name an issuer go on (or
     # are refused). The initial listing reports an installed one as well.
@@ -122,17 +128,25 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
                     cache, meta["namespace"], meta["name"], trigger="cert-manager"
                 )
 
+    # Which stores name a Secret, kept up to date as stores change: a Secret's event (hundreds when many
+    # stores are made at once) finds its stores without reading every store of the namespace.
+    @kopf.index(*STORES, registry=registry, id=SECRET_REFERENCES)
+    def store_secret_references(
+        namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> dict[Any, Any]:
+        return {(namespace, secret): name for secret in referenced_secret_names(body)}
+
     # A Secret a store names (its existing keys, model keys, backup credentials) that appears or changes.
     @kopf.on.event("", "v1", "secrets", registry=registry, id="named-secret")
     async def secret_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
-        cache = Cache.of(kwargs)
-        for store in cache.stores(namespace):
-            if name in referenced_secret_names(store):
-                await reconciler.reconcile_soon(cache, namespace, store["metadata"]["name"], trigger="secret")
+        naming: kopf.Index[tuple[str, str], str] = kwargs[SECRET_REFERENCES]
+        for store in sorted(set(naming.get((namespace, name), ()))):
+            await reconciler.reconcile_soon(Cache.of(kwargs), namespace, store, trigger="secret")
 
 
 _STORE = labels.STORE
+SECRET_REFERENCES = "store_secret_references"
 CERT_MANAGER_CRD = "certificates.cert-manager.io"
 
 
