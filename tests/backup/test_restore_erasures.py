@@ -4,6 +4,7 @@ new store, and the subject's memories are gone from it (and only theirs)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ def test_the_backup_holds_the_subject_and_the_restore_erases_it_again(
     assert summary.erasures == ["erase-ticket-1", "erase-ticket-2"]
     # The restore itself is verified against the backup's counts, before the erasures.
     assert (summary.verified[0].collection, summary.verified[0].points) == (COLLECTION, len(MEMORIES))
-    assert "ada" not in result.termination_message
+    # The subject never shows; the checksums' hex digits may happen to spell it.
+    assert not re.search(r"(?<![0-9a-f])ada(?![0-9a-f])", result.termination_message)
 
 
 def test_the_operators_file_is_read_from_the_environment(
