@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from memory_operator import env
 
@@ -21,6 +20,8 @@ logger = logging.getLogger("memory_operator.backup")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from memory_operator.backup.summary import add_summary_arguments
+
     parser.epilog = (
         "Qdrant, the destination and retention come from the environment: "
         f"{env.QDRANT_URL} or {env.QDRANT_PEERS}, {env.QDRANT_API_KEY}, {env.COLLECTION}, "
@@ -43,13 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"namespace of the store (default {env.STORE_NAMESPACE}, else the pod's)",
     )
-    parser.add_argument(
-        "--termination-log",
-        type=Path,
-        default=Path(env.TERMINATION_LOG),
-        help=f"file for the JSON summary the operator reads (default {env.TERMINATION_LOG})",
-    )
-    parser.add_argument("--verbose", action="store_true", help="log debug messages")
+    add_summary_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

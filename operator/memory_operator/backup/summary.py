@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import logging
@@ -63,6 +64,19 @@ def emit(
     except OSError as error:
         # Outside a pod (or without the file) the summary on stdout is all there is.
         logger.warning("cannot write the termination log %s: %s", termination_log, error)
+
+
+def add_summary_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every job shares: where its summary goes, and how much it logs."""
+    from memory_operator import env
+
+    parser.add_argument(
+        "--termination-log",
+        type=Path,
+        default=Path(env.TERMINATION_LOG),
+        help=f"file for the JSON summary the operator reads (default {env.TERMINATION_LOG})",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log debug messages")
 
 
 def configure_logging(verbose: bool = False) -> None:

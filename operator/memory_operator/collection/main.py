@@ -35,6 +35,8 @@ DEFAULT_WAIT_SECONDS = 600.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from memory_operator.backup.summary import add_summary_arguments
+
     parser.epilog = (
         f"Settings come from the environment: {env.QDRANT_PEERS} (or {env.QDRANT_URL} for one node), "
         f"{env.QDRANT_API_KEY}, {env.COLLECTION}, {env.COLLECTION_VECTOR_SIZE}, {env.COLLECTION_DISTANCE}, "
@@ -48,13 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for every peer to join, and again for shard transfers "
         f"(default {DEFAULT_WAIT_SECONDS:g})",
     )
-    parser.add_argument(
-        "--termination-log",
-        type=Path,
-        default=Path(env.TERMINATION_LOG),
-        help=f"file for the JSON summary the operator reads (default {env.TERMINATION_LOG})",
-    )
-    parser.add_argument("--verbose", action="store_true", help="log debug messages")
+    add_summary_arguments(parser)
 
 
 def set_up(

@@ -17,7 +17,6 @@ import argparse
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memory_operator import env
@@ -32,6 +31,8 @@ ACTIVE = "Active"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from memory_operator.backup.summary import add_summary_arguments
+
     parser.epilog = (
         f"Settings come from the environment: {env.QDRANT_PEERS} (or {env.QDRANT_URL} for one node) "
         f"and {env.QDRANT_API_KEY}."
@@ -43,13 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for every peer to join, and again for every replica to be active "
         f"(default {DEFAULT_WAIT_SECONDS:g})",
     )
-    parser.add_argument(
-        "--termination-log",
-        type=Path,
-        default=Path(env.TERMINATION_LOG),
-        help=f"file for the JSON summary the operator reads (default {env.TERMINATION_LOG})",
-    )
-    parser.add_argument("--verbose", action="store_true", help="log debug messages")
+    add_summary_arguments(parser)
 
 
 def inactive_replicas(nodes: Sequence[QdrantNode]) -> list[str]:

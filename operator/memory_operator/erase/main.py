@@ -37,6 +37,8 @@ class ErasureError(Exception):
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from memory_operator.backup.summary import add_summary_arguments
+
     parser.epilog = (
         f"Settings come from the environment: {env.QDRANT_URL}, {env.QDRANT_API_KEY}, {env.COLLECTION}, "
         f"{env.SERVER_FLAVOR}, {env.STORE_NAME} and {env.ERASURES_FILE}."
@@ -55,13 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_WAIT_SECONDS,
         help=f"seconds to wait for Qdrant to be ready before giving up (default {DEFAULT_WAIT_SECONDS:g})",
     )
-    parser.add_argument(
-        "--termination-log",
-        type=Path,
-        default=Path(env.TERMINATION_LOG),
-        help=f"file for the JSON summary the operator reads (default {env.TERMINATION_LOG})",
-    )
-    parser.add_argument("--verbose", action="store_true", help="log debug messages")
+    add_summary_arguments(parser)
 
 
 def load_file(path: Path) -> ErasuresFile:
