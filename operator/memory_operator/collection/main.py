@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,34 +94,56 @@ def set_up(
 def run(args: argparse.Namespace) -> int:
     from memory_operator.api import collection as reasons
     from memory_operator.api.collection import CollectionSetupSummary
-    from memory_operator.backup.settings import SettingsError
     from memory_operator.backup.summary import configure_logging, now, rfc3339
     from memory_operator.collection import settings as settings_
     from memory_operator.collection.setup import IncompatibleCollection
-    from memory_operator.qdrant_node import QdrantError, QdrantNode
 
     configure_logging(args.verbose)
     summary = CollectionSetupSummary(start_time=rfc3339(now()))
+    return on_peers(
+        lambda nodes: set_up(nodes, settings_.collection_settings(), summary, args.wait_timeout),
+        summary,
+        args.termination_log,
+        failure="collection setup failed",
+        refusals={IncompatibleCollection: reasons.INCOMPATIBLE_COLLECTION},
+    )
+
+
+def on_peers(
+    work: Callable[[list[QdrantNode]], None],
+    summary: CollectionSetupSummary | UpgradeCheckSummary,
+    termination_log: Path | None,
+    failure: str,
+    refusals: Mapping[type[Exception], str] = {},
+) -> int:
+    """Run `work` on a client of every Qdrant peer; its outcome, with the reason of a failure (the
+    `refusals` map errors of its own to theirs), goes to `summary`, then out as the job's result."""
+    from memory_operator.api import collection as reasons
+    from memory_operator.backup.settings import SettingsError
+    from memory_operator.backup.summary import now, rfc3339
+    from memory_operator.collection import settings as settings_
+    from memory_operator.qdrant_node import QdrantError, QdrantNode
+
     nodes: list[QdrantNode] = []
     try:
-        settings = settings_.collection_settings()
         api_key = env.get(env.QDRANT_API_KEY)
         nodes = [QdrantNode(url, api_key) for url in settings_.peers()]
-        set_up(nodes, settings, summary, args.wait_timeout)
+        work(nodes)
         summary.phase = "Completed"
     except SettingsError as error:
         summary.reason, summary.error = reasons.INVALID_SETTINGS, str(error)
-    except IncompatibleCollection as error:
-        summary.reason, summary.error = reasons.INCOMPATIBLE_COLLECTION, str(error)
+    except tuple(refusals) as error:
+        reason = next(r for kind, r in refusals.items() if isinstance(error, kind))
+        summary.reason, summary.error = reason, str(error)
     except QdrantError as error:
         summary.reason, summary.error = summary.reason or reasons.QDRANT_ERROR, str(error)
     finally:
         for node in nodes:
             node.close()
     if summary.error:
-        logger.error("collection setup failed (%s): %s", summary.reason, summary.error)
+        logger.error("%s (%s): %s", failure, summary.reason, summary.error)
     summary.stop_time = rfc3339(now())
-    emit(summary, args.termination_log)
+    emit(summary, termination_log)
     return 0 if summary.succeeded else 1
 
 

@@ -107,31 +107,15 @@ def check(nodes: list[QdrantNode], summary: UpgradeCheckSummary, wait_timeout: f
 
 
 def run(args: argparse.Namespace) -> int:
-    from memory_operator.api import collection as reasons
     from memory_operator.api.collection import UpgradeCheckSummary
-    from memory_operator.backup.settings import SettingsError
     from memory_operator.backup.summary import configure_logging, now, rfc3339
-    from memory_operator.collection import settings as settings_
-    from memory_operator.collection.main import emit
-    from memory_operator.qdrant_node import QdrantError, QdrantNode
+    from memory_operator.collection.main import on_peers
 
     configure_logging(args.verbose)
     summary = UpgradeCheckSummary(start_time=rfc3339(now()))
-    nodes: list[QdrantNode] = []
-    try:
-        api_key = env.get(env.QDRANT_API_KEY)
-        nodes = [QdrantNode(url, api_key) for url in settings_.peers()]
-        check(nodes, summary, args.wait_timeout)
-        summary.phase = "Completed"
-    except SettingsError as error:
-        summary.reason, summary.error = reasons.INVALID_SETTINGS, str(error)
-    except QdrantError as error:
-        summary.reason, summary.error = summary.reason or reasons.QDRANT_ERROR, str(error)
-    finally:
-        for node in nodes:
-            node.close()
-    if summary.error:
-        logger.error("the Qdrant cluster is not whole (%s): %s", summary.reason, summary.error)
-    summary.stop_time = rfc3339(now())
-    emit(summary, args.termination_log)
-    return 0 if summary.succeeded else 1
+    return on_peers(
+        lambda nodes: check(nodes, summary, args.wait_timeout),
+        summary,
+        args.termination_log,
+        failure="the Qdrant cluster is not whole",
+    )
