@@ -169,9 +169,9 @@ def decide(
     decision.status = store_status(store, snap, previous, decision, decided, keys.secret_name, policies, now)
     decision.events = (
         restore_events(body, previous, restore)
-        + collection_events(body, previous, made)
+        + new_warning(body, previous, made.condition, made.warning)
         + upgrade_events(body, previous, upgraded)
-        + erasure_events(body, previous, decided.erasures)
+        + new_warning(body, previous, decided.erasures.condition, decided.erasures.warning)
         + refusal_cleared(body, previous, decision)
     )
     return decision
@@ -557,16 +557,20 @@ def expiration_conditions(store: MemoryStore, snap: Snapshot) -> list[Condition]
     return [status.condition("ExpirationSucceeded", False, "RunFailed", message, None)]
 
 
-def collection_events(
-    body: Mapping[str, Any], previous: MemoryStoreStatus, made: collection.Collection
+def new_warning(
+    body: Mapping[str, Any],
+    previous: MemoryStoreStatus,
+    condition: Condition | None,
+    warning: str | None,
 ) -> list[Event]:
-    """A Warning when the collection Job reports a new problem."""
-    if made.warning is None or made.condition is None:
+    """A Warning when a component reports a problem its condition did not already say (the collection
+    Job's, erasures a restore left out)."""
+    if warning is None or condition is None:
         return []
-    old = status.find(previous.conditions, collection.CONDITION)
-    if old is not None and old.message == made.condition.message:
+    old = status.find(previous.conditions, condition.type)
+    if old is not None and old.message == condition.message:
         return []
-    return [Event(body, made.condition.reason, made.warning)]
+    return [Event(body, condition.reason, warning)]
 
 
 def upgrade_events(
@@ -584,18 +588,6 @@ def upgrade_events(
     if upgraded.warning is not None:
         return [Event(body, upgraded.condition.reason, upgraded.warning)]
     return [Event(body, upgraded.condition.reason, upgraded.condition.message, warning=False)]
-
-
-def erasure_events(
-    body: Mapping[str, Any], previous: MemoryStoreStatus, decided: erasures.Erasures
-) -> list[Event]:
-    """A Warning when the restore left erasures out (the condition's message changed)."""
-    if decided.warning is None or decided.condition is None:
-        return []
-    old = status.find(previous.conditions, erasures.CONDITION)
-    if old is not None and old.message == decided.condition.message:
-        return []
-    return [Event(body, decided.condition.reason, decided.warning)]
 
 
 def restore_events(
