@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 
-from support.controlplane import ControlPlane, free_port, kubeconfig
+from support.controlplane import ControlPlane, Poller, free_port, kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools" / "bin"
@@ -268,33 +267,20 @@ COLLECTION_MADE = {"phase": "Completed", "peers": 1, "collections": [{"name": "m
 MANUAL_JOBS_LABEL = "e2e-manual-collection"
 
 
-class CollectionJobs:
+class CollectionJobs(Poller):
     """Finishes every collection Job as if its command had made the collection: the stores of the
     tests serve once theirs is made. A namespace labelled `MANUAL_JOBS_LABEL` is left to its test."""
 
+    interval = 0.5
+    transient = (httpx.HTTPError, AssertionError)
+
     def __init__(self, client: Client, jobs: Jobs) -> None:
+        super().__init__("collection-jobs")
         self.client, self.jobs = client, jobs
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="collection-jobs", daemon=True)
         # By uid: a store whose settings go back and forth runs a new Job of an earlier name.
         self.finished: set[str] = set()
 
-    def start(self) -> CollectionJobs:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            try:
-                self._finish_new()
-            except (httpx.HTTPError, AssertionError):
-                continue
-
-    def _finish_new(self) -> None:
+    def sync(self) -> None:
         manual = {n["metadata"]["name"] for n in self.client.list("Namespace", None, MANUAL_JOBS_LABEL)}
         response = self.client.http.get(
             "/apis/batch/v1/jobs", params={"labelSelector": "memory-operator.io/collection-settings"}

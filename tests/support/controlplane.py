@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 from cryptography import x509
@@ -594,15 +594,18 @@ def api_path(obj: dict[str, Any]) -> str:
     return f"{prefix}/{plural}/{meta['name']}"
 
 
-class Provisioner:
-    """A storage driver stand-in: claims of the test StorageClass get a volume; grown claims grow it."""
+class Poller:
+    """A daemon thread that calls `sync` every `interval` seconds until stopped, as a controller of the
+    cluster would; a sync that fails with one of `transient` is tried again at the next."""
 
-    def __init__(self, plane: ControlPlane) -> None:
-        self.plane = plane
+    interval = 0.3
+    transient: tuple[type[BaseException], ...] = (Exception,)
+
+    def __init__(self, name: str) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="provisioner", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> Provisioner:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -611,9 +614,20 @@ class Provisioner:
         self._thread.join(5)
 
     def _run(self) -> None:
-        while not self._stop.wait(0.3):
-            with contextlib.suppress(Exception):
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(*self.transient):
                 self.sync()
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+
+class Provisioner(Poller):
+    """A storage driver stand-in: claims of the test StorageClass get a volume; grown claims grow it."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        super().__init__("provisioner")
+        self.plane = plane
 
     def sync(self) -> None:
         claims = self.plane.request("GET", "/api/v1/persistentvolumeclaims")["items"]
