@@ -8,7 +8,8 @@ reads this summary from the finished Job's pod (`CollectionSetupSummary.model_va
 from __future__ import annotations
 
 import json
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -36,6 +37,24 @@ class SummaryModel(BaseModel):
 
     def to_wire(self) -> dict[str, object]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    def trimmable(self) -> Iterable[list[Any]]:
+        """The lists a too long termination message loses items from (from their end, in this order),
+        before its error is cut."""
+        return ()
+
+    def termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+        """Compact JSON under `limit` bytes: the `trimmable` lists are cut first, then the error."""
+        compact = self.model_copy(deep=True)
+        for items in compact.trimmable():
+            while len(_dump(compact).encode()) >= limit and items:
+                items.pop()
+        error = getattr(compact, "error", None)
+        if len(_dump(compact).encode()) >= limit and error:
+            overflow = len(_dump(compact).encode()) - limit + 16
+            # Every job's summary has an error; the nested models that share this base have none.
+            setattr(compact, "error", error[: max(0, len(error) - overflow)] + "...")  # noqa: B010
+        return _dump(compact)
 
 
 class SettingDifference(SummaryModel):
@@ -97,16 +116,9 @@ class CollectionSetupSummary(SummaryModel):
     def succeeded(self) -> bool:
         return self.phase == "Completed"
 
-    def termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-        """Compact JSON under `limit` bytes: replication details go first, then the error is cut."""
-        compact = self.model_copy(deep=True)
-        for outcome in compact.collections:
-            while len(_dump(compact).encode()) >= limit and outcome.replications:
-                outcome.replications.pop()
-        if len(_dump(compact).encode()) >= limit and compact.error:
-            overflow = len(_dump(compact).encode()) - limit + 16
-            compact.error = compact.error[: max(0, len(compact.error) - overflow)] + "..."
-        return _dump(compact)
+    def trimmable(self) -> Iterable[list[Any]]:
+        """Replication details go first."""
+        return [outcome.replications for outcome in self.collections]
 
 
 class UpgradeCheckSummary(SummaryModel):
@@ -131,15 +143,9 @@ class UpgradeCheckSummary(SummaryModel):
     def succeeded(self) -> bool:
         return self.phase == "Completed"
 
-    def termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-        """Compact JSON under `limit` bytes: the list of inactive replicas is cut first."""
-        compact = self.model_copy(deep=True)
-        while len(_dump(compact).encode()) >= limit and compact.inactive:
-            compact.inactive.pop()
-        if len(_dump(compact).encode()) >= limit and compact.error:
-            overflow = len(_dump(compact).encode()) - limit + 16
-            compact.error = compact.error[: max(0, len(compact.error) - overflow)] + "..."
-        return _dump(compact)
+    def trimmable(self) -> Iterable[list[Any]]:
+        """The list of inactive replicas is cut first."""
+        return [self.inactive]
 
 
 def _dump(summary: SummaryModel) -> str:

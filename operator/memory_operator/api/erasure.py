@@ -10,12 +10,11 @@ line or a metric.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from memory_operator.api.collection import TERMINATION_MESSAGE_LIMIT, SummaryModel
+from memory_operator.api.collection import SummaryModel
 from memory_operator.api.common import ApiModel, Condition, ObjectMeta, ObjectName, cel, list_map
 from memory_operator.server.scope_id import SCOPE_ID_MAX_LENGTH, SCOPE_ID_PATTERN
 
@@ -214,15 +213,3 @@ class ErasureSummary(SummaryModel):
     @property
     def succeeded(self) -> bool:
         return self.phase == "Completed"
-
-    def termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-        """Compact JSON under `limit` bytes (the error is cut when it must be)."""
-        compact = self.model_copy(deep=True)
-        if len(_dump(compact).encode()) >= limit and compact.error:
-            overflow = len(_dump(compact).encode()) - limit + 16
-            compact.error = compact.error[: max(0, len(compact.error) - overflow)] + "..."
-        return _dump(compact)
-
-
-def _dump(summary: SummaryModel) -> str:
-    return json.dumps(summary.to_wire(), separators=(",", ":"))

@@ -7,12 +7,12 @@ names both versions (`backupQdrantVersion`, `storeQdrantVersion`).
 
 from __future__ import annotations
 
-import json
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from pydantic import Field
 
-from memory_operator.api.collection import TERMINATION_MESSAGE_LIMIT, SummaryModel
+from memory_operator.api.collection import SummaryModel
 
 RestorePhase = Literal["Completed", "Failed"]
 
@@ -98,18 +98,6 @@ class RestoreSummary(SummaryModel):
     def succeeded(self) -> bool:
         return self.phase == "Completed"
 
-    def termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
-        """Compact JSON under `limit` bytes: the per-snapshot list goes first, then the error is cut."""
-        compact = self.model_copy(deep=True)
-        while len(_dump(compact).encode()) >= limit and compact.restored:
-            compact.restored.pop()
-        while len(_dump(compact).encode()) >= limit and compact.erasures:
-            compact.erasures.pop()
-        if len(_dump(compact).encode()) >= limit and compact.error:
-            overflow = len(_dump(compact).encode()) - limit + 16
-            compact.error = compact.error[: max(0, len(compact.error) - overflow)] + "..."
-        return _dump(compact)
-
-
-def _dump(summary: SummaryModel) -> str:
-    return json.dumps(summary.to_wire(), separators=(",", ":"))
+    def trimmable(self) -> Iterable[list[Any]]:
+        """The per-snapshot list goes first, then the names of the erasures re-applied."""
+        return [self.restored, self.erasures]
