@@ -473,7 +473,7 @@ def run(args: argparse.Namespace) -> int:
     from memory_operator.backup import settings
     from memory_operator.backup.destination import DestinationError
     from memory_operator.backup.streams import ChecksumMismatch
-    from memory_operator.backup.summary import configure_logging, now, rfc3339
+    from memory_operator.backup.summary import configure_logging, emit_summary, now, rfc3339
     from memory_operator.erase.main import ErasureError
     from memory_operator.qdrant_node import QdrantError, QdrantNode
 
@@ -524,19 +524,5 @@ def run(args: argparse.Namespace) -> int:
         for node in nodes:
             node.close()
     summary.stop_time = rfc3339(now())
-    emit(summary, args.termination_log)
+    emit_summary(summary, args.termination_log)
     return 0 if summary.succeeded else 1
-
-
-def emit(summary: RestoreSummary, termination_log: Path | None) -> None:
-    """Print the whole summary and write what fits to the termination log."""
-    import json
-    import sys
-
-    print(json.dumps(summary.to_wire(), indent=2), file=sys.stdout, flush=True)
-    if termination_log is None:
-        return
-    try:
-        termination_log.write_text(summary.termination_message())
-    except OSError as error:
-        logger.warning("cannot write the termination log %s: %s", termination_log, error)

@@ -9,7 +9,10 @@ import logging
 import sys
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from memory_operator.api.collection import SummaryModel
 
 # Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -77,6 +80,17 @@ def add_summary_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"file for the JSON summary the operator reads (default {env.TERMINATION_LOG})",
     )
     parser.add_argument("--verbose", action="store_true", help="log debug messages")
+
+
+def emit_summary(summary: SummaryModel, termination_log: Path | None) -> None:
+    """Print a job's whole summary and write what fits to the termination log."""
+    print(json.dumps(summary.to_wire(), indent=2), file=sys.stdout, flush=True)
+    if termination_log is None:
+        return
+    try:
+        termination_log.write_text(summary.termination_message())
+    except OSError as error:
+        logger.warning("cannot write the termination log %s: %s", termination_log, error)
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -120,7 +120,7 @@ def on_peers(
     `refusals` map errors of its own to theirs), goes to `summary`, then out as the job's result."""
     from memory_operator.api import collection as reasons
     from memory_operator.backup.settings import SettingsError
-    from memory_operator.backup.summary import now, rfc3339
+    from memory_operator.backup.summary import emit_summary, now, rfc3339
     from memory_operator.collection import settings as settings_
     from memory_operator.qdrant_node import QdrantError, QdrantNode
 
@@ -143,19 +143,5 @@ def on_peers(
     if summary.error:
         logger.error("%s (%s): %s", failure, summary.reason, summary.error)
     summary.stop_time = rfc3339(now())
-    emit(summary, termination_log)
+    emit_summary(summary, termination_log)
     return 0 if summary.succeeded else 1
-
-
-def emit(summary: CollectionSetupSummary | UpgradeCheckSummary, termination_log: Path | None) -> None:
-    """Print the whole summary and write what fits to the termination log."""
-    import json
-    import sys
-
-    print(json.dumps(summary.to_wire(), indent=2), file=sys.stdout, flush=True)
-    if termination_log is None:
-        return
-    try:
-        termination_log.write_text(summary.termination_message())
-    except OSError as error:
-        logger.warning("cannot write the termination log %s: %s", termination_log, error)

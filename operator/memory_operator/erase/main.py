@@ -158,7 +158,7 @@ def execute(args: argparse.Namespace, summary: ErasureSummary) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from memory_operator.api.erasure import QDRANT_ERROR, STORE_UNAVAILABLE, ErasureSummary
-    from memory_operator.backup.summary import configure_logging, now, rfc3339
+    from memory_operator.backup.summary import configure_logging, emit_summary, now, rfc3339
 
     configure_logging(args.verbose)
     summary = ErasureSummary(
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     if summary.error:
         logger.error("erasure %s failed (%s): %s", args.erasure, summary.reason, summary.error)
     summary.stop_time = rfc3339(now())
-    emit(summary, args.termination_log)
+    emit_summary(summary, args.termination_log)
     return 0 if summary.succeeded else 1
 
 
@@ -197,17 +197,3 @@ def _described(error: BaseException) -> str:
         return str(error)[:1024]  # the node's URL and Qdrant's reason, never a request body
     status = getattr(error, "status_code", None)
     return f"{type(error).__name__}" + (f" (HTTP {status})" if status else "")
-
-
-def emit(summary: ErasureSummary, termination_log: Path | None) -> None:
-    """Print the whole summary and write what fits to the termination log."""
-    import json
-    import sys
-
-    print(json.dumps(summary.to_wire(), indent=2), file=sys.stdout, flush=True)
-    if termination_log is None:
-        return
-    try:
-        termination_log.write_text(summary.termination_message())
-    except OSError as error:
-        logger.warning("cannot write the termination log %s: %s", termination_log, error)
