@@ -114,16 +114,23 @@ def test_backups_run_one_at_a_time_and_report(cluster: Cluster, tmp_path: Path) 
     wait_for(lambda: warning_events(cluster, ns, "MemoryBackup", "by-hand", "BackupFailed"), "a Warning")
 
 
-def completed_backup(cluster: Cluster, ns: str, source: str, backup_name: str, files: Path) -> None:
-    """A MemoryBackup of store `source`, taken for real by its Job's command onto a folder standing in
-    for the store's backup claim (under `files`), then Completed."""
+def completed_backup(
+    cluster: Cluster,
+    ns: str,
+    source: str,
+    backup_name: str,
+    files: Path,
+    memories: dict[str, Any] = MEMORIES,
+) -> None:
+    """A MemoryBackup of store `source` holding `memories`, taken for real by its Job's command onto a
+    folder standing in for the store's backup claim (under `files`), then Completed."""
     s = create_store(cluster, store(ns, source, backup={"destination": {"pvc": {"size": "1Gi"}}}))
     cluster.client.create(memory_backup(ns, source, backup_name))
     job_name = names.backup_job_name(backup_name)
     wait_for(lambda: cluster.client.get("Job", ns, job_name), "the backup Job")
     qdrant = FakeQdrant(api_key=qdrant_key(cluster, ns, s)).start()
     try:
-        qdrant.create_collection("memories", MEMORIES)
+        qdrant.create_collection("memories", memories)
         code, message = run_job_command(
             cluster.client,
             cluster.jobs.pod(ns, job_name),

@@ -12,7 +12,7 @@ from typing import Any
 from backup.fake_qdrant import FakeQdrant
 from e2e.cluster import condition, run_job_command, secret_value, store, wait_for
 from e2e.conftest import Cluster
-from e2e.test_backup import backup_phase, memory_backup, qdrant_key, server_replicas
+from e2e.test_backup import completed_backup, qdrant_key, server_replicas
 from e2e.test_store import create_store, wait_phase, warning_events
 from memory_operator import env, labels
 from memory_operator.api.store import MemoryStore
@@ -158,32 +158,9 @@ def test_an_erasure_runs_once_reports_and_runs_again_when_the_store_was_down(
     assert retried in cluster.operator.metrics()
 
 
-def completed_backup(cluster: Cluster, ns: str, source: str, backup_name: str, files: Path) -> None:
-    """A MemoryBackup of `source` holding MEMORIES, taken by its Job's command onto a folder standing in
-    for the store's backup claim, then Completed."""
-    s = create_store(cluster, store(ns, source, backup={"destination": {"pvc": {"size": "1Gi"}}}))
-    cluster.client.create(memory_backup(ns, source, backup_name))
-    job_name = names.backup_job_name(backup_name)
-    wait_for(lambda: cluster.client.get("Job", ns, job_name), "the backup Job")
-    qdrant = FakeQdrant(api_key=qdrant_key(cluster, ns, s)).start()
-    try:
-        qdrant.create_collection("memories", MEMORIES)
-        code, message = run_job_command(
-            cluster.client,
-            cluster.jobs.pod(ns, job_name),
-            files,
-            overrides={env.QDRANT_URL: qdrant.url, env.QDRANT_PEERS: qdrant.url},
-        )
-    finally:
-        qdrant.stop()
-    assert code == 0, message
-    cluster.jobs.finish(ns, job_name, message)
-    wait_for(lambda: backup_phase(cluster, ns, backup_name) == "Completed", "the backup Completed")
-
-
 def test_a_restore_reapplies_the_erasure_before_the_server_starts(cluster: Cluster, tmp_path: Path) -> None:
     ns = cluster.client.namespace("erasure-restore")
-    completed_backup(cluster, ns, "src", "src-1", tmp_path)
+    completed_backup(cluster, ns, "src", "src-1", tmp_path, MEMORIES)
     # The subject is erased from the source store after the backup was taken.
     cluster.client.create(memory_erasure(ns, "erase-src", "src"))
     job_name = names.erasure_job_name("erase-src")
