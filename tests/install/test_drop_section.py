@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SECTION_BYTES = 1 << 20
 
@@ -52,8 +50,7 @@ def drop_section_module() -> ModuleType:
 
 def build(tmp_path: Path, source: str, name: str) -> Path:
     compiler = shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        pytest.skip("no C compiler")
+    assert compiler is not None, "a C compiler builds the library under test (apt-get install gcc)"
     c = tmp_path / f"{name}.c"
     c.write_text(source)
     library = tmp_path / f"{name}.so"
