@@ -104,12 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from memory_operator.render import RenderSettings
 
     options = Options.from_args(args)
-    kopf.configure(
-        verbose=options.verbose,
-        log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.PLAIN,
-    )
-    # The client logs whole response bodies at debug level, Secrets included: never let it.
-    logging.getLogger("kubernetes").setLevel(logging.INFO)
+    configure_logging(options)
     try:
         config.load_incluster_config()
     except config.ConfigException:
@@ -147,6 +142,20 @@ def run(args: argparse.Namespace) -> int:
         liveness_endpoint=f"http://{options.bind_address}:{options.liveness_port}/healthz",
     )
     return 0
+
+
+def configure_logging(options: Options) -> None:
+    import kopf
+
+    kopf.configure(
+        verbose=options.verbose,
+        log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    # The client logs whole response bodies at debug level, Secrets included: never let it.
+    logging.getLogger("kubernetes").setLevel(logging.INFO)
+    # Kopf says "Handler ... succeeded." of every handler run: a line per event of every store and
+    # child, thousands when many stores start at once. Its warnings and errors still show.
+    logging.getLogger("kopf.objects").setLevel(logging.DEBUG if options.verbose else logging.WARNING)
 
 
 def serves_certificates(kube: Any) -> bool:
