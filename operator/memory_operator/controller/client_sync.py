@@ -54,6 +54,19 @@ class ClientSync:
                     raise
                 logger.info("namespace %s is being deleted: not converging MemoryClient %s", namespace, name)
 
+    async def sync_store(self, cache: Cache, namespace: str, store: str) -> None:
+        """Every client of a store; one client's failure leaves the others to sync."""
+        for client in cache.clients(namespace):
+            if (client.get("spec") or {}).get("store") != store:
+                continue
+            name = client["metadata"]["name"]
+            try:
+                await self.sync(cache, namespace, name)
+            except ApiException as error:
+                logger.warning(
+                    "MemoryClient %s/%s not synced: %s %s", namespace, name, error.status, error.reason
+                )
+
     async def _sync(self, cache: Cache, namespace: str, name: str) -> None:
         body = cache.client(namespace, name)
         if body is None:

@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from kubernetes import config
 
     from memory_operator.controller import metrics
+    from memory_operator.controller.client_sync import ClientSync
     from memory_operator.controller.handlers import Context, register_all
     from memory_operator.controller.kube import Kube, api_client
     from memory_operator.controller.reconcile import Reconciler
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         Context(
             kube=kube,
             reconciler=Reconciler(kube, render_settings, options.qdrant_url_template),
+            clients=ClientSync(kube),
             render_settings=render_settings,
             options=options,
         ),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import kopf
 
 from memory_operator.controller import cache
+from memory_operator.controller.client_sync import ClientSync
 from memory_operator.controller.kube import Kube
 from memory_operator.controller.reconcile import Reconciler
 from memory_operator.controller.settings import Options
@@ -17,6 +18,7 @@ from memory_operator.render import RenderSettings
 class Context:
     kube: Kube
     reconciler: Reconciler
+    clients: ClientSync
     render_settings: RenderSettings
     options: Options
 

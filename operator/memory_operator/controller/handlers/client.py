@@ -7,29 +7,24 @@ Secret changes.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from memory_operator import labels
 from memory_operator.api.common import GROUP, VERSION
 from memory_operator.controller.cache import Cache
-from memory_operator.controller.client_sync import ClientSync
 from memory_operator.controller.handlers import Context
-from memory_operator.controller.kube import namespace_terminating
 from memory_operator.render import clients as render_clients
 from memory_operator.render import names
 
 CLIENTS = (GROUP, VERSION, "memoryclients")
-logger = logging.getLogger("memory_operator.controller")
 STORES = (GROUP, VERSION, "memorystores")
 
 
 def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     reconciler = context.reconciler
-    sync = ClientSync(context.kube)
+    sync = context.clients
 
     async def reconcile_stores(cache: Cache, namespace: str, stores: set[str]) -> None:
         for store in sorted(s for s in stores if s and cache.store(namespace, s) is not None):
@@ -77,7 +72,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         assert namespace, "a namespaced resource"
         store = labels[_STORE]
         if name == names.tls_secret_name(render_clients.store_named(namespace, store)):
-            await sync_store_clients(Cache.of(kwargs), namespace, store)
+            await sync.sync_store(Cache.of(kwargs), namespace, store)
 
     # What a store's servers read changed: its clients may be admitted now.
     @kopf.on.event(
@@ -90,7 +85,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         store = labels[_STORE]
         if name != names.clients_secret_name(render_clients.store_named(namespace, store)):
             return
-        await sync_store_clients(Cache.of(kwargs), namespace, store)
+        await sync.sync_store(Cache.of(kwargs), namespace, store)
 
     # A store made or deleted: its clients' `StoreNotFound` comes or goes.
     @kopf.on.event(*STORES, registry=registry, id="store-clients")
@@ -102,31 +97,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         # TLS turned on or off, or its certificate source changed: the clients' URLs and CA bundle.
         tls = (body.get("spec") or {}).get("tls")
         if sync.store_tls_changed(namespace, name, tls) or appeared_or_went:
-            await sync_store_clients(Cache.of(kwargs), namespace, name)
-
-    # Drift repair and retries: event handlers are not retried, so every store's clients are synced
-    # again on the store's resync period (a converged client costs no request).
-    resync = context.options.resync_seconds
-
-    @kopf.timer(
-        *STORES, registry=registry, id="clients-resync", interval=resync, initial_delay=resync, idle=None
-    )
-    async def resync_clients(namespace: str | None, name: str, **kwargs: Any) -> None:
-        assert namespace, "a namespaced resource"
-        await sync_store_clients(Cache.of(kwargs), namespace, name)
-
-    async def sync_store_clients(cache: Cache, namespace: str, store: str) -> None:
-        for client in cache.clients(namespace):
-            if (client.get("spec") or {}).get("store") != store:
-                continue
-            name = client["metadata"]["name"]
-            try:
-                await sync.sync(cache, namespace, name)
-            except ApiException as error:  # one client's failure leaves the others to sync
-                if not namespace_terminating(error):
-                    logger.warning(
-                        "MemoryClient %s/%s not synced: %s %s", namespace, name, error.status, error.reason
-                    )
+            await sync.sync_store(Cache.of(kwargs), namespace, name)
 
 
 _CLIENT, _STORE = labels.CLIENT, labels.STORE

@@ -29,6 +29,10 @@ def has_backup_schedule(spec: kopf.Spec, **_: Any) -> bool:
     return bool(spec.get("backup"))
 
 
+def is_deletion(type: str | None, **_: Any) -> bool:
+    return type == "DELETED"
+
+
 def spread_delay(uid: str, period: float) -> float:
     """A delay in [0, period) fixed by the object's uid, to spread many objects' timers over a period."""
     fraction = int(hashlib.sha256(uid.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
@@ -51,8 +55,9 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         # The quality gauges come from status: a restarted operator has them again.
         sync.quality_metrics(cache, namespace, name)
 
-    # Drift repair: children changed or deleted behind the operator's back come back. After a restart
-    # every store's timer starts at once: the first run of each waits a share of the period of its own.
+    # Drift repair: children changed or deleted behind the operator's back come back, and the store's
+    # clients sync again (their event handlers are not retried). After a restart every store's timer
+    # starts at once: the first run of each waits a share of the period of its own.
     @kopf.timer(*STORES, registry=registry, interval=resync, initial_delay=resync / 2, idle=None)
     async def repair_drift(
         namespace: str | None, name: str, uid: str, memo: kopf.Memo, **kwargs: Any
@@ -68,6 +73,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         cache = Cache.of(kwargs)
         await reconciler.reconcile_soon(cache, namespace, name, trigger="timer")
         await reconciler.count(cache, namespace, name)
+        await context.clients.sync_store(cache, namespace, name)
 
     @kopf.timer(
         *STORES,
@@ -86,13 +92,12 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         cache = Cache.of(kwargs)
         await reconciler.release(cache, dict(body))
 
-    @kopf.on.event(*STORES, registry=registry, id="store-gone")
-    async def store_gone(type: str, namespace: str | None, name: str, **kwargs: Any) -> None:
+    @kopf.on.event(*STORES, registry=registry, id="store-gone", when=is_deletion)
+    async def store_gone(namespace: str | None, name: str, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
-        if type == "DELETED":
-            cache = Cache.of(kwargs)
-            await sync.sync_policies(kube, cache, namespace)
-            sync.quality_metrics(cache, namespace, name)
+        cache = Cache.of(kwargs)
+        await sync.sync_policies(kube, cache, namespace)
+        sync.quality_metrics(cache, namespace, name)
 
     # Readiness comes from the workloads' own status, a restore's outcome from its Job: re-read them
     # when they change.
