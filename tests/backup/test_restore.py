@@ -17,6 +17,7 @@ from backup.conftest import API_KEY, BUCKET, COLLECTION, ENTITIES, MEMORIES, STO
 from backup.fake_qdrant import VERSION, FakeCluster, FakeQdrant, running_cluster, shard_of
 from memory_operator import env
 from memory_operator.api.restore import RestoreSummary
+from memory_operator.collection_names import apps_collection
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +81,33 @@ def test_round_trip_through_s3_into_a_new_store(
         assert fresh.points("agents_v2") == MEMORIES
         assert fresh.points("agents_v2_entities") == ENTITIES
         assert result.summary["location"] == f"s3://{BUCKET}/prod/memory/{STORE}/b1/"
+    finally:
+        fresh.stop()
+
+
+def test_app_states_go_with_the_memories(
+    dir_env: Path, qdrant: FakeQdrant, base_env: pytest.MonkeyPatch, role: Any
+) -> None:
+    # Which apps of which users are paused: the server's `<collection>_apps`.
+    apps = {"9b2e": {"vector": [0.0, 0.0, 0.0, 0.0], "payload": {"app": "travel", "is_active": False}}}
+    qdrant.create_collection(apps_collection(COLLECTION), apps)
+    assert role("backup", "--backup", "b1").code == 0
+    manifest = json.loads(manifest_path(dir_env).read_text())
+    assert [s["collection"] for s in manifest["snapshots"]] == [
+        COLLECTION,
+        ENTITIES_COLLECTION,
+        apps_collection(COLLECTION),
+    ]
+    fresh = FakeQdrant(api_key=API_KEY).start()
+    try:
+        base_env.setenv(env.QDRANT_URL, fresh.url)
+        base_env.setenv(env.COLLECTION, "agents_v2")
+
+        result = role("restore", "--store", "agents-v2", "--backup", "b1", "--source-store", STORE)
+
+        assert result.code == 0, result.summary
+        assert fresh.points("agents_v2") == MEMORIES
+        assert fresh.points(apps_collection("agents_v2")) == apps
     finally:
         fresh.stop()
 

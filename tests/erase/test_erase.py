@@ -17,15 +17,15 @@ from qdrant_client import models as qm
 from expire.conftest import COLLECTION, DIMS, SEEDS, Dataset, open_mem0, point_ids
 from memory_operator import cli, env
 from memory_operator.api.erasure import ErasureSummary
+from memory_operator.collection_names import apps_collection, entities_collection
 from memory_operator.erase import core
-from memory_operator.expire.purge import entity_collection
 from memory_operator.server.apps import AppRegistry, app_point_id
 from memory_operator.synthetic import CANARY_USER_ID
 
 pytestmark = pytest.mark.slow
 
-ENTITIES = entity_collection(COLLECTION)
-APPS = core.apps_collection(COLLECTION)
+ENTITIES = entities_collection(COLLECTION)
+APPS = apps_collection(COLLECTION)
 
 
 def keys_of(**wanted: str) -> set[str]:

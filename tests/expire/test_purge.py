@@ -13,6 +13,7 @@ from qdrant_client import models as qm
 
 from memory_operator.api.jobs import ExpirationSummary
 from memory_operator.api.policy import MemoryPolicySpec
+from memory_operator.collection_names import entities_collection
 from memory_operator.expire import purge
 from memory_operator.expire.rules import EXPIRATION_DATE_RULE
 
@@ -212,7 +213,7 @@ def test_missing_collection_is_nothing_to_do(tmp_path: Path) -> None:
 
 def test_entities_of_purged_memories_are_unlinked(store: Dataset) -> None:
     """mem0's entity records (written when spaCy is installed) must not outlive their memories."""
-    entities = purge.entity_collection(COLLECTION)
+    entities = entities_collection(COLLECTION)
     purged, kept = store.ids["incident-old"], store.ids["incident-recent"]
     records = {
         "only-purged": [purged],

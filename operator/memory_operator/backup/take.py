@@ -17,11 +17,11 @@ from memory_operator.backup.manifest import CollectionPoints, Manifest, Snapshot
 from memory_operator.backup.retention import CompletedBackup, backups_to_prune
 from memory_operator.backup.settings import Retention
 from memory_operator.backup.streams import CHUNK_SIZE, ChecksumMismatch, HashingReader
+from memory_operator.collection_names import apps_collection, entities_collection
 from memory_operator.qdrant_node import NotFound, QdrantError, QdrantNode
 
 logger = logging.getLogger("memory_operator.backup")
 
-ENTITIES_SUFFIX = "_entities"
 # Qdrant names a snapshot after its collection, peer and second: another snapshot of the same collection
 # on the same node in the same second (a second backup running) replaces it. Such a snapshot is taken
 # again, a second or two later, at most this many times.
@@ -49,11 +49,12 @@ class BackupOutcome:
 
 
 def collections_to_back_up(available: Sequence[str], collection: str) -> list[str]:
-    """The store's collection and, when mem0's graph side made it, `<collection>_entities`."""
+    """The store's collection, and those named after it that exist: mem0's `<collection>_entities`
+    and the server's app states, `<collection>_apps`."""
     if collection not in available:
         raise QdrantError(f"collection {collection} does not exist: nothing to back up yet")
-    entities = collection + ENTITIES_SUFFIX
-    return [collection, entities] if entities in available else [collection]
+    companions = [entities_collection(collection), apps_collection(collection)]
+    return [collection, *(c for c in companions if c in available)]
 
 
 def snapshot_file(collection: str, node: int, name: str) -> str:

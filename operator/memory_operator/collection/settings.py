@@ -10,8 +10,8 @@ from qdrant_client.http import models
 
 from memory_operator import env
 from memory_operator.backup.settings import SettingsError, qdrant_peers
+from memory_operator.collection_names import entities_collection
 
-ENTITIES_SUFFIX = "_entities"
 TRUE = ("true", "1", "yes")
 FALSE = ("false", "0", "no")
 
@@ -31,7 +31,7 @@ class CollectionSettings:
 
     @property
     def collections(self) -> list[str]:
-        return [self.name, self.name + ENTITIES_SUFFIX] if self.entities else [self.name]
+        return [self.name, entities_collection(self.name)] if self.entities else [self.name]
 
 
 def _get(environ: Mapping[str, str], name: str) -> str | None:

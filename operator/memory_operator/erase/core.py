@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from memory_operator.expire.purge import count, entity_collection, prune_entity_links
+from memory_operator.collection_names import apps_collection, entities_collection
+from memory_operator.expire.purge import count, prune_entity_links
 from memory_operator.synthetic import CANARY_USER_ID, SCOPE_FIELD, synthetic_condition
 
 log = logging.getLogger("memory_operator.erase")
 
-# The builtin server's app states (`memory_operator.server.apps`), one point per user and app.
-APPS_SUFFIX = "_apps"
 # Deletes of one collection at most, while points of the subject keep arriving.
 PASSES = 3
 
@@ -56,10 +55,6 @@ def subject_filter(key: str, value: str) -> qm.Filter:
     return qm.Filter(must=[condition], must_not=[synthetic_condition()])
 
 
-def apps_collection(collection: str) -> str:
-    return collection + APPS_SUFFIX
-
-
 def delete_matching(
     client: QdrantClient, collection: str, query: qm.Filter, passes: int = PASSES
 ) -> tuple[int, int]:
@@ -83,7 +78,7 @@ def erase_subject(client: QdrantClient, collection: str, key: str, value: str) -
     if client.collection_exists(collection):
         result.collections.append(collection)
         result.memories, result.remaining = delete_matching(client, collection, query)
-    entities = entity_collection(collection)
+    entities = entities_collection(collection)
     for companion in (entities, apps_collection(collection)):
         if client.collection_exists(companion):
             result.collections.append(companion)

@@ -18,6 +18,7 @@ from qdrant_client import models as qm
 
 from memory_operator.api.jobs import ExpirationSummary, RuleSummary
 from memory_operator.api.policy import MemoryPolicySpec
+from memory_operator.collection_names import entities_collection
 from memory_operator.expire import rules
 from memory_operator.expire.rules import PlannedRule
 
@@ -43,11 +44,6 @@ class QdrantDeleter:
 
     def delete(self, query: qm.Filter) -> None:
         self.client.delete(self.collection, points_selector=qm.FilterSelector(filter=query), wait=True)
-
-
-def entity_collection(collection: str) -> str:
-    """mem0's companion collection of extracted entities (named as mem0 names it for Qdrant)."""
-    return f"{collection}_entities"
 
 
 def count(client: QdrantClient, collection: str, query: qm.Filter) -> int:
@@ -165,7 +161,7 @@ def prune_entity_links(client: QdrantClient, collection: str) -> int:
     cleanup, so without this the text of purged memories would live on in their entities.
     Returns the number of entity records changed or deleted.
     """
-    entities = entity_collection(collection)
+    entities = entities_collection(collection)
     if not client.collection_exists(entities):
         return 0
     records = list(scroll(client, entities, None, payload=[ENTITY_LINKS_FIELD]))

@@ -31,7 +31,6 @@ from memory_operator.server.store import (
     scope_filter,
 )
 
-APPS_SUFFIX = "_apps"
 APP_POINT_NAMESPACE = uuid.UUID("b0c8c5a4-3f5e-4a7e-8d0f-4f6f2f3c9a21")
 SCROLL_PAGE = 256
 

@@ -11,7 +11,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from memory_operator import tls
-from memory_operator.server.apps import APPS_SUFFIX, AppRegistry
+from memory_operator.collection_names import apps_collection
+from memory_operator.server.apps import AppRegistry
 from memory_operator.server.categorize import Categorizer
 from memory_operator.server.config import ServerConfig
 from memory_operator.server.local_qdrant import share_between_threads
@@ -97,7 +98,7 @@ def build_service(
     memory = Memory.from_config(mem0_config(settings, config, client, embedding_model is not None))
     if embedding_model is not None:
         memory.embedding_model = embedding_model
-    apps = AppRegistry(client, settings.collection + APPS_SUFFIX)
+    apps = AppRegistry(client, apps_collection(settings.collection))
     apps.ensure(settings.collection)
     with_llm = has_llm(settings)
     return MemoryService(
