@@ -87,6 +87,8 @@ def start(which: str, namespace: str, config: Path, log: Path) -> tuple[subproce
         "MEMORY_OPERATOR_METRICS_PORT": str(metrics),
         "MEMORY_OPERATOR_LIVENESS_PORT": str(free_port()),
         "MEMORY_OPERATOR_BIND_ADDRESS": "127.0.0.1",
+        # As the chart's Deployment runs the operator.
+        "MALLOC_ARENA_MAX": "2",
     }
     if which == "baseline":
         args = [sys.executable, "-m", "kopf", "run", "--standalone", f"--namespace={namespace}"]

@@ -230,6 +230,8 @@ def test_default_deployment_runs_the_operator_as_the_contract_says() -> None:
     assert variables["MEMORY_OPERATOR_LIVENESS_PORT"] == "8080"
     assert variables["MEMORY_OPERATOR_METRICS_PORT"] == "9090"
     assert "MEMORY_OPERATOR_NAMESPACES" not in variables
+    # As benchmarks/controller_scale.py measures it: its API threads share two malloc arenas.
+    assert variables["MALLOC_ARENA_MAX"] == "2"
     assert pod["serviceAccountName"] == "memory-operator"
     assert {"name": "tmp", "mountPath": "/tmp"} in operator["volumeMounts"]
     assert any(v["name"] == "tmp" and "emptyDir" in v for v in pod["volumes"])
