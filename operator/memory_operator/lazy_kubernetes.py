@@ -61,6 +61,8 @@ def lazy_package(name: str) -> ModuleType | None:
     module.__dict__.update(constants)
     module.__dict__["__getattr__"] = _resolver(module, names)
     module.__dict__["__dir__"] = lambda: sorted({*module.__dict__, *names})
+    # `from package import *` takes every name, as it does from the package itself.
+    module.__dict__["__all__"] = sorted(n for n in names if not n.startswith("_"))
     return module
 
 

@@ -62,6 +62,9 @@ def test_the_operator_loads_only_the_client_classes_it_uses() -> None:
         pod = ApiClient(Configuration()).deserialize(Response(), "V1Pod")
         assert pod.metadata.labels == {"k": "v"}, pod
         assert utils.parse_quantity("1Gi") == 2**30
+        namespace = {}
+        exec("from kubernetes.client import *", namespace)
+        assert {"V1Pod", "CoreV1Api", "ApiClient"} <= set(namespace)
         print("ok")
         """
     )
