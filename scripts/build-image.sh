@@ -144,7 +144,17 @@ pip_build_options
 echo "build-image: building $tag (embedding model: $embedder)"
 previous="$(buildah "${buildah_storage[@]}" inspect --type image --format '{{.FromImageID}}' "$tag" 2>/dev/null || true)"
 start=$SECONDS
-buildah "${buildah_storage[@]}" build --isolation chroot "${build_options[@]}" --tag "$tag" --file Dockerfile .
+build() { buildah "${buildah_storage[@]}" build --isolation chroot "${build_options[@]}" --tag "$tag" --file Dockerfile .; }
+# Each RUN step starts from a sealed in-memory copy of buildah's chroot runner; sealing it fails now and
+# then with "sealing memfd copy: Device or resource busy" while the kernel still holds a writable
+# mapping of the copy. Only that error is retried, once: the steps built before it are cached.
+output="$(mktemp)"
+trap 'rm -f "$output"' EXIT
+if ! build 2>&1 | tee "$output"; then
+    grep -q "sealing memfd copy: Device or resource busy" "$output" || exit 1
+    echo "build-image: buildah could not start a step (a transient error): building again"
+    build
+fi
 echo "build-image: built $tag in $((SECONDS - start)) s"
 # The image this tag named before (over a GB with the model) would stay behind untagged on every rebuild;
 # the build cache is kept (only an image still in use by a container stays).
