@@ -82,13 +82,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for Qdrant to be ready, and for its shard transfers after a recovery "
         f"(default {DEFAULT_WAIT_SECONDS:g})",
     )
-    parser.add_argument(
-        "--termination-log",
-        type=Path,
-        default=Path(env.TERMINATION_LOG),
-        help=f"file for the JSON summary (default {env.TERMINATION_LOG})",
-    )
-    parser.add_argument("--verbose", action="store_true", help="log debug messages")
+    from memory_operator.backup.summary import add_summary_arguments
+
+    add_summary_arguments(parser)
 
 
 class RestoreError(Exception):
