@@ -7,7 +7,7 @@ import datetime
 import json
 import logging
 import sys
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,15 +58,8 @@ def emit(
     Keys in `log_only` are printed only: the operator validates the termination message against a
     status schema that has no place for them.
     """
-    print(json.dumps(summary, indent=2), file=sys.stdout, flush=True)
-    if termination_log is None:
-        return
     message = {key: value for key, value in summary.items() if key not in log_only}
-    try:
-        termination_log.write_text(fit(message, list_key=list_key))
-    except OSError as error:
-        # Outside a pod (or without the file) the summary on stdout is all there is.
-        logger.warning("cannot write the termination log %s: %s", termination_log, error)
+    _print_and_write(summary, termination_log, lambda: fit(message, list_key=list_key))
 
 
 def add_summary_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,12 +77,19 @@ def add_summary_arguments(parser: argparse.ArgumentParser) -> None:
 
 def emit_summary(summary: SummaryModel, termination_log: Path | None) -> None:
     """Print a job's whole summary and write what fits to the termination log."""
-    print(json.dumps(summary.to_wire(), indent=2), file=sys.stdout, flush=True)
+    _print_and_write(summary.to_wire(), termination_log, summary.termination_message)
+
+
+def _print_and_write(
+    whole: Mapping[str, Any], termination_log: Path | None, message: Callable[[], str]
+) -> None:
+    print(json.dumps(whole, indent=2), file=sys.stdout, flush=True)
     if termination_log is None:
         return
     try:
-        termination_log.write_text(summary.termination_message())
+        termination_log.write_text(message())
     except OSError as error:
+        # Outside a pod (or without the file) the summary on stdout is all there is.
         logger.warning("cannot write the termination log %s: %s", termination_log, error)
 
 
