@@ -80,15 +80,19 @@ def exports(package: str, source: str) -> tuple[dict[str, Export], dict[str, Any
                 return None
             for alias in statement.names:
                 bound = alias.asname or alias.name
-                if statement.level and statement.module is None:
-                    names[bound] = (f"{package}.{alias.name}", None)  # from . import client
+                if statement.module is None:
+                    names[bound] = (f"{source_module}.{alias.name}", None)  # from . import client
                 else:
                     names[bound] = (source_module, alias.name)
-        elif _is_constant_assignment(statement):
-            assert isinstance(statement, ast.Assign)
-            for target in statement.targets:
-                assert isinstance(target, ast.Name)
-                constants[target.id] = ast.literal_eval(statement.value)
+        elif isinstance(statement, ast.Assign):
+            targets = [t.id for t in statement.targets if isinstance(t, ast.Name)]
+            if len(targets) != len(statement.targets):
+                return None
+            try:
+                value = ast.literal_eval(statement.value)
+            except ValueError:
+                return None  # computed on import
+            constants.update(dict.fromkeys(targets, value))
         elif not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)):
             return None  # anything but a docstring: this package does work on import
     return names, constants
@@ -101,18 +105,6 @@ def _absolute(package: str, statement: ast.ImportFrom) -> str | None:
         return f"{base}.{statement.module}" if statement.module else base
     module = statement.module or ""
     return module if module.startswith(f"{package}.") else None
-
-
-def _is_constant_assignment(statement: ast.stmt) -> bool:
-    if not isinstance(statement, ast.Assign):
-        return False
-    if not all(isinstance(target, ast.Name) for target in statement.targets):
-        return False
-    try:
-        ast.literal_eval(statement.value)
-    except ValueError:
-        return False
-    return True
 
 
 def _resolver(module: ModuleType, names: dict[str, Export]) -> Callable[[str], Any]:
