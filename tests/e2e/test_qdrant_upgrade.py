@@ -138,7 +138,10 @@ def test_a_new_qdrant_image_is_backed_up_then_rolled_node_by_node(cluster: Clust
         cluster.client.patch("MemoryStore", ns, "demo", {"spec": {"vectorStore": {"image": OLD}}})
         failed = wait_phase(cluster, ns, "demo", "Failed")
         assert "from 1.17.0 to 1.16.3" in condition(failed, "Ready")["message"]
-        assert warning_events(cluster, ns, "MemoryStore", "demo", "QdrantDowngradeRefused")
+        # Events are posted after the status is written.
+        wait_for(
+            lambda: warning_events(cluster, ns, "MemoryStore", "demo", "QdrantDowngradeRefused"), "a Warning"
+        )
         assert statefulset(cluster, ns, s)["spec"]["template"]["spec"]["containers"][0]["image"] == NEW
         assert set(node_images(cluster, ns, s).values()) == {NEW}
     finally:
