@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -29,8 +29,18 @@ CANARY_FIELD = "lastCanary"
 OTHER_WRITERS_FIELDS = (COUNT_FIELD, CANARY_FIELD)
 
 
-async def act(kube: Kube, namespace: str, decision: Decision, trigger: str) -> Problem | None:
-    """Apply, prune, delete and adopt as decided; a problem when the cluster refuses to grow a volume."""
+Written = Callable[[Mapping[str, Any]], None]
+
+
+def _nothing(_: Mapping[str, Any]) -> None:
+    pass
+
+
+async def act(
+    kube: Kube, namespace: str, decision: Decision, trigger: str, written: Written = _nothing
+) -> Problem | None:
+    """Apply, prune, delete and adopt as decided; a problem when the cluster refuses to grow a volume.
+    `written` is told each object as an apply or a create left it."""
     if decision.recreate is not None:
         refused = await grow_claims(kube, namespace, decision.grow)
         if refused is not None:
@@ -47,7 +57,7 @@ async def act(kube: Kube, namespace: str, decision: Decision, trigger: str) -> P
             manifest["metadata"]["name"],
             extra={"trigger": trigger},
         )
-        await kube.apply(manifest)
+        written(await kube.apply(manifest))
     if trigger == "timer" and decision.apply:
         metrics.DRIFT_REPAIRS.inc(len(decision.apply))
     for ref in decision.prune:
@@ -57,7 +67,9 @@ async def act(kube: Kube, namespace: str, decision: Decision, trigger: str) -> P
         await adopt(kube, namespace, ref)
     for manifest in decision.create:
         logger.info("creating %s %s/%s", manifest["kind"], namespace, manifest["metadata"]["name"])
-        await kube.create(manifest)
+        created = await kube.create(manifest)
+        if created is not None:
+            written(created)
     return None
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,6 +21,7 @@ from memory_operator import labels
 from memory_operator.api.store import DeletionPolicy
 from memory_operator.controller import act, certificates, counting, decide, metrics, status
 from memory_operator.controller.cache import Cache
+from memory_operator.controller.child_events import ChildEvents
 from memory_operator.controller.kube import BACKUP, PVC, STORE, Kube, namespace_terminating
 from memory_operator.controller.snapshot import observe
 from memory_operator.render import Credentials, RenderSettings
@@ -31,6 +33,11 @@ logger = logging.getLogger("memory_operator.controller")
 # a time: 300 new stores converge as fast as with no bound, in 10% less memory
 # (benchmarks/controller_scale.py).
 CONCURRENT_RECONCILES = 50
+# An observation (a child's progress, the drift timer) waits while stores' own changes are reconciled
+# (new or edited stores, or every store when the operator starts), at most this long: in a burst the
+# new stores get their children first, and the progress of a store's workloads meanwhile costs one
+# reconcile instead of one per step.
+OBSERVATION_WAIT_SECONDS = 10.0
 
 
 class Reconciler:
@@ -44,12 +51,19 @@ class Reconciler:
         self.qdrant_url_template = qdrant_url_template
         self._locks: dict[tuple[str, str], asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._queued: set[tuple[str, str]] = set()
+        # Queued observations waiting for changes, each with what ends its wait early.
+        self._observing: dict[tuple[str, str], asyncio.Event] = {}
         self._slots = asyncio.Semaphore(CONCURRENT_RECONCILES)
         # Keys generated for a store until its Secrets show in the cache: a reconcile that runs before
         # the watch reports them renders the same keys, never new ones.
         self._fresh: dict[str, Credentials] = {}
         # Likewise the certificates minted for a store: the same ones until its Secrets show them.
         self._minters: dict[str, certificates.KeptMinter] = {}
+        # Which events of the stores' workloads and Jobs are worth a reconcile.
+        self.child_events = ChildEvents()
+        self._changes = 0
+        self._no_changes = asyncio.Event()
+        self._no_changes.set()
 
     def set_cert_manager(self, available: bool) -> bool:
         """Whether the cluster serves cert-manager's Certificates now; True when that changed."""
@@ -65,20 +79,48 @@ class Reconciler:
             yield
 
     async def reconcile_soon(
-        self, cache: Cache, namespace: str, name: str, *, trigger: str, settle: float = 0.0
+        self,
+        cache: Cache,
+        namespace: str,
+        name: str,
+        *,
+        trigger: str,
+        settle: float = 0.0,
+        observation: bool = False,
     ) -> None:
         """Reconcile unless a reconcile of the store is already waiting: bursts of events cost one. With
-        `settle`, the reconcile waits that long first, so that the events of that window cost one too."""
+        `settle`, the reconcile waits that long first, so that the events of that window cost one too.
+        An `observation` also waits while changes of stores are reconciled (OBSERVATION_WAIT_SECONDS)."""
         key = (namespace, name)
         if key in self._queued:
+            if not observation and key in self._observing:
+                self._observing[key].set()  # asked for now: the queued observation waits no more
             return
         self._queued.add(key)
         try:
             if settle:
                 await asyncio.sleep(settle)
-            await self.reconcile(cache, namespace, name, trigger=trigger, _queued_key=key)
+            if observation:
+                await self._wait_for_changes(key)
+            await self.reconcile(
+                cache, namespace, name, trigger=trigger, observation=observation, _queued_key=key
+            )
         finally:
             self._queued.discard(key)
+
+    async def _wait_for_changes(self, key: tuple[str, str]) -> None:
+        """Until no change of a store is being reconciled, a reconcile of this store is asked for, or
+        OBSERVATION_WAIT_SECONDS have passed."""
+        if self._no_changes.is_set():
+            return
+        asked = self._observing[key] = asyncio.Event()
+        waits = [asyncio.ensure_future(self._no_changes.wait()), asyncio.ensure_future(asked.wait())]
+        try:
+            await asyncio.wait(waits, timeout=OBSERVATION_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            del self._observing[key]
 
     async def reconcile(
         self,
@@ -87,12 +129,31 @@ class Reconciler:
         name: str,
         *,
         trigger: str,
+        observation: bool = False,
         _queued_key: tuple[str, str] | None = None,
     ) -> str | None:
         """Converge one store; returns its phase, or `None` when it is gone or being deleted."""
+        with contextlib.nullcontext() if observation else self._change():
+            return await self._reconcile_locked(cache, namespace, name, trigger, _queued_key)
+
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[None]:
+        """A reconcile of a store's own change is under way (or waiting): observations wait."""
+        self._changes += 1
+        self._no_changes.clear()
+        try:
+            yield
+        finally:
+            self._changes -= 1
+            if not self._changes:
+                self._no_changes.set()
+
+    async def _reconcile_locked(
+        self, cache: Cache, namespace: str, name: str, trigger: str, queued_key: tuple[str, str] | None
+    ) -> str | None:
         async with self.locked(namespace, name), self._slots:
             # Once the lock is held, later events must queue another reconcile: they may be newer.
-            self._queued.discard(_queued_key or ("", ""))
+            self._queued.discard(queued_key or ("", ""))
             started = time.monotonic()
             try:
                 phase = await self._reconcile(cache, namespace, name, trigger)
@@ -122,7 +183,7 @@ class Reconciler:
         minter = self._minters.setdefault(uid, certificates.KeptMinter())
         decision = decide.decide(snap, self.render_settings, self._fresh_keys(snap), now, minter)
         metrics.record_backups(namespace, name, *decision.backup_gauges)
-        problem = await act.act(self.kube, namespace, decision, trigger)
+        problem = await act.act(self.kube, namespace, decision, trigger, self.child_events.written)
         if problem is not None:
             decision = decide.refuse(body, decide.previous_status(body), [problem], None, now)
         await act.report(self.kube, body, decision)

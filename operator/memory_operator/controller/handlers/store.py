@@ -71,7 +71,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
             if stopped:
                 return
         cache = Cache.of(kwargs)
-        await reconciler.reconcile_soon(cache, namespace, name, trigger="timer")
+        await reconciler.reconcile_soon(cache, namespace, name, trigger="timer", observation=True)
         await reconciler.count(cache, namespace, name)
         await context.clients.sync_store(cache, namespace, name)
 
@@ -100,16 +100,34 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         sync.quality_metrics(cache, namespace, name)
 
     # Readiness comes from the workloads' own status, a restore's outcome from its Job: re-read them
-    # when they change.
-    for group, plural in (("apps", "statefulsets"), ("apps", "deployments"), ("batch", "jobs")):
+    # when they change, and only what a reconcile reads of them (child_events).
+    for group, plural, kind in (
+        ("apps", "statefulsets", "StatefulSet"),
+        ("apps", "deployments", "Deployment"),
+        ("batch", "jobs", "Job"),
+    ):
 
         @kopf.on.event(
             group, "v1", plural, registry=registry, id=f"child-{plural}", labels={labels.STORE: kopf.PRESENT}
         )
-        async def child_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+        async def child_changed(
+            namespace: str | None,
+            labels: kopf.Labels,
+            type: str | None,
+            body: kopf.Body,
+            child_kind: str = kind,
+            **kwargs: Any,
+        ) -> None:
             assert namespace, "a namespaced resource"
+            if not reconciler.child_events.is_news(type, child_kind, body):
+                return
             await reconciler.reconcile_soon(
-                Cache.of(kwargs), namespace, labels[_STORE], trigger="child", settle=CHILD_SETTLE_SECONDS
+                Cache.of(kwargs),
+                namespace,
+                labels[_STORE],
+                trigger="child",
+                settle=CHILD_SETTLE_SECONDS,
+                observation=True,
             )
 
     # cert-manager installed (or removed) while the operator runs: stores that name an issuer go on (or
