@@ -26,7 +26,7 @@ NEW_STORE = Directives(collection=True, hold_server=True)
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.queueing.worker_limit = None
-    settings.batching.idle_timeout = 1.0
+    settings.queueing.idle_timeout = 1.0
     settings.posting.enabled = False
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import kopf
 
 from memory_operator import labels
+from memory_operator.api.common import GROUP
 from memory_operator.controller import cache
 
 # Kopf keeps its progress and last-handled spec under a subdomain of ours, so that our own annotations
@@ -66,8 +69,8 @@ class Options:
 def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    settings.persistence.diffbase_storage = LeanDiffBaseStorage(
+        groups=(GROUP,), prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     # Silently dead watch streams are the most common failure of Kopf operators: reconnect regularly.
     settings.watching.server_timeout = 300
@@ -76,7 +79,7 @@ def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> No
     settings.watching.reconnect_backoff = 1.0
     settings.networking.request_timeout = 60
     settings.queueing.worker_limit = options.worker_limit
-    settings.batching.idle_timeout = IDLE_TIMEOUT_SECONDS
+    settings.queueing.idle_timeout = IDLE_TIMEOUT_SECONDS
     settings.background.cancellation_polling = TIMER_EXIT_POLL_SECONDS
     if options.peering:
         settings.peering.mandatory = True
@@ -87,3 +90,31 @@ def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> No
     settings.posting.level = logging.INFO
     settings.posting.reporting_component = "memory-operator"
     settings.posting.event_name_prefix = "memory-operator-"
+
+
+# What Kopf's diff-base keeps of an object's metadata (and reads to name its annotation).
+ESSENTIAL_METADATA = ("labels", "annotations", "ownerReferences")
+
+
+class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's last-handled-configuration annotation, its essence built only where it is used.
+
+    Kopf builds an object's essence on every event of every watched kind by deep-copying the whole
+    object, then deleting its status and all of its metadata but labels and annotations. Only the kinds
+    with change handlers or timers use it: those of `groups` (the operator's own resources). The
+    children, watched for the cache and their progress, get an empty one; the others' essence is
+    Kopf's, built from a copy of only what it keeps."""
+
+    def __init__(self, *, groups: Collection[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.groups = frozenset(groups)
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        if str(body.get("apiVersion")).partition("/")[0] not in self.groups:
+            return cast(kopf.BodyEssence, {})
+        if extra_fields:  # fields of status or metadata a handler asked for: Kopf's own way
+            return super().build(body=body, extra_fields=extra_fields)
+        meta = body.get("metadata") or {}
+        lean: dict[str, Any] = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+        lean["metadata"] = {key: meta[key] for key in ESSENTIAL_METADATA if key in meta}
+        return super().build(body=kopf.Body(cast(kopf.RawBody, lean)))
