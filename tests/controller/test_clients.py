@@ -12,7 +12,9 @@ import pytest
 
 from memory_operator import env, labels
 from memory_operator.commands.render import render_documents
-from memory_operator.controller import clients, grants, plan
+from memory_operator.controller import client_sync, clients, grants, plan
+from memory_operator.controller.cache import CLIENTS, SECRETS, STORES, Cache
+from memory_operator.controller.client_sync import ClientSync
 from memory_operator.controller.snapshot import Snapshot
 from memory_operator.render import clients as render_clients
 
@@ -280,3 +282,50 @@ def test_render_prints_each_clients_secret_and_the_stores_file_with_its_hash() -
     secrets = {m["metadata"]["name"]: m for m in printed if m["kind"] == "Secret"}
     key = decoded(secrets["app-memory-credentials"], "MEMORY_API_KEY")
     assert [e["keySha256"] for e in clients_file(secrets["mem-clients"])] == [grants.key_sha256(key)]
+
+
+class RecordingKube:
+    """Records status writes; the written object comes back with a new resourceVersion."""
+
+    def __init__(self) -> None:
+        self.statuses: list[dict[str, Any]] = []
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return manifest
+
+    async def apply_status(self, resource: Any, namespace: str, name: str, fields: Any, *_: Any) -> Any:
+        self.statuses.append(dict(fields))
+        return {
+            "metadata": {"name": name, "resourceVersion": f"rv{len(self.statuses) + 1}"},
+            "status": fields,
+        }
+
+
+async def test_syncs_in_a_row_write_a_status_once_though_the_cache_has_not_seen_the_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_sync, "post", lambda event: None)
+    kube = RecordingKube()
+    sync = ClientSync(kube)  # type: ignore[arg-type]
+    body = client_body()
+    body["metadata"]["resourceVersion"] = "rv1"
+    clients_secret = admitted_secret(("app", KEY))
+    indexes: dict[str, Any] = {
+        CLIENTS.index_id: {"agents": [body]},
+        STORES.index_id: {"agents": [store_body()]},
+        SECRETS.index_id: {
+            ("secret", "agents", "app-memory-credentials"): [client_secret()],
+            ("secret", "agents", clients_secret["metadata"]["name"]): [clients_secret],
+        },
+    }
+    for _ in range(3):  # a burst of events, each a sync, while the watch has not brought the write back
+        await sync.sync(Cache(indexes), "agents", "app")
+    assert len(kube.statuses) == 1
+    assert kube.statuses[0]["conditions"][0]["status"] == "True"
+
+    # The cache shows a later version of the client, its status cleared by someone: written again.
+    indexes[CLIENTS.index_id] = {
+        "agents": [{**body, "metadata": {**body["metadata"], "resourceVersion": "rv9"}}]
+    }
+    await sync.sync(Cache(indexes), "agents", "app")
+    assert len(kube.statuses) == 2

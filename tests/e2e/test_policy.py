@@ -169,7 +169,14 @@ def test_expiration_runs_from_its_cronjob_and_lands_in_status(cluster: Cluster, 
     )
     run = last_run()
     assert run is not None and run["succeeded"] is False and run["error"] == "Qdrant is unreachable"
-    body = cluster.client.get("MemoryStore", ns, "s")
-    assert condition(body, "ExpirationSucceeded")["status"] == "False"
+    # The store's reconcile (another writer) says so too, once it has seen the policy's run.
+    body = wait_for(
+        lambda: (
+            (b := cluster.client.get("MemoryStore", ns, "s"))
+            and condition(b, "ExpirationSucceeded")["status"] == "False"
+            and b
+        ),
+        "ExpirationSucceeded=False",
+    )
     assert "Qdrant is unreachable" in condition(body, "ExpirationSucceeded")["message"]
     wait_for(lambda: warning_events(cluster, ns, "MemoryStore", "s", "ExpirationFailed"), "a Warning")

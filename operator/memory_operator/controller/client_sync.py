@@ -37,6 +37,10 @@ class ClientSync:
         self.stores: dict[tuple[str, str], str] = {}
         # Each store's TLS settings when last seen: a change makes its clients' URLs and CA bundle.
         self.store_tls: dict[tuple[str, str], Any] = {}
+        # The status each client was last given, with the resourceVersion it replaced, until the cache
+        # shows the write: the syncs of a burst of events must not write it again from a cache that
+        # has not seen it yet.
+        self._written: dict[tuple[str, str], tuple[str | None, dict[str, Any]]] = {}
 
     def store_tls_changed(self, namespace: str, store: str, tls: Any) -> bool:
         """Whether a store's `spec.tls` differs from when it was last seen (it is remembered)."""
@@ -68,7 +72,7 @@ class ClientSync:
                 )
 
     async def _sync(self, cache: Cache, namespace: str, name: str) -> None:
-        body = cache.client(namespace, name)
+        body = self._with_own_write(namespace, name, cache.client(namespace, name))
         if body is None:
             return
         store_name = str((body.get("spec") or {}).get("store") or "")
@@ -97,9 +101,27 @@ class ClientSync:
             logger.info("applying Secret %s/%s of MemoryClient %s%s", namespace, secret_name, name, rotated)
             await self.kube.apply(decision.secret)
         if decision.status is not None:
-            await self.kube.apply_status(CLIENT, namespace, name, decision.status, clients.FIELD_MANAGER)
+            written = await self.kube.apply_status(
+                CLIENT, namespace, name, decision.status, clients.FIELD_MANAGER
+            )
+            if written is not None:
+                replaced = body["metadata"].get("resourceVersion")
+                self._written[(namespace, name)] = (replaced, dict(written.get("status") or {}))
         for event in decision.events:
             post(event)
+
+    def _with_own_write(
+        self, namespace: str, name: str, body: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The cached client, with the status last written in place of the one that write replaced."""
+        written = self._written.get((namespace, name))
+        if body is None or written is None:
+            return body
+        replaced, new_status = written
+        if body["metadata"].get("resourceVersion") != replaced:  # the cache has seen the write (or newer)
+            del self._written[(namespace, name)]
+            return body
+        return {**body, "status": new_status}
 
     def _fresh_key(self, uid: str, secret: Mapping[str, Any] | None) -> str:
         """The key for a client whose Secret has none: the same one until the Secret shows with it."""
@@ -112,5 +134,6 @@ class ClientSync:
     def forget(self, namespace: str, name: str, uid: str | None) -> None:
         self.stores.pop((namespace, name), None)
         self._locks.pop((namespace, name), None)
+        self._written.pop((namespace, name), None)
         if uid:
             self._fresh.pop(uid, None)
