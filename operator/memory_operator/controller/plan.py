@@ -110,8 +110,14 @@ def comparable(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
     return result
 
 
+# Leaves of a manifest: most of what is_subset compares, checked first (a Mapping check is slower).
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def is_subset(desired: Any, live: Any) -> bool:
     """Whether every field of `desired` is present and equal in `live` (lists element by element)."""
+    if isinstance(desired, _SCALARS):
+        return bool(desired == live)
     if isinstance(desired, Mapping):
         if not isinstance(live, Mapping):
             return False
