@@ -62,6 +62,8 @@ class Reconciler:
         # Which events of the stores' workloads and Jobs are worth a reconcile.
         self.child_events = ChildEvents()
         self._changes = 0
+        # Reconciles run, for the memory trimmer (controller/memory.py).
+        self.reconciles = 0
         self._no_changes = asyncio.Event()
         self._no_changes.set()
 
@@ -154,6 +156,7 @@ class Reconciler:
         async with self.locked(namespace, name), self._slots:
             # Once the lock is held, later events must queue another reconcile: they may be newer.
             self._queued.discard(queued_key or ("", ""))
+            self.reconciles += 1
             started = time.monotonic()
             try:
                 phase = await self._reconcile(cache, namespace, name, trigger)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 
-from memory_operator.controller import metrics
+from memory_operator.controller import memory, metrics
 from memory_operator.controller.handlers import Context
 from memory_operator.controller.settings import apply_kopf_settings
 
@@ -19,8 +20,12 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         apply_kopf_settings(settings, context.options)
+        # Kept in the memo: the event loop holds tasks only weakly.
+        memo["memory_trimmer"] = asyncio.get_running_loop().create_task(
+            memory.trim_after_work(lambda: context.reconciler.reconciles)
+        )
 
     @kopf.on.probe(id="stores", registry=registry)
     def stores(**_: Any) -> int:
