@@ -36,7 +36,7 @@ def job(**status_fields: Any) -> dict[str, Any]:
 
 
 def seen(events: ChildEvents, body: dict[str, Any], event_type: str | None = "MODIFIED") -> bool:
-    return events.is_news(event_type, body["kind"], body)
+    return events.is_news(event_type, body)
 
 
 def test_a_new_object_and_each_step_a_reconcile_reads_are_news() -> None:

@@ -32,12 +32,8 @@ OTHER_WRITERS_FIELDS = (COUNT_FIELD, CANARY_FIELD)
 Written = Callable[[Mapping[str, Any]], None]
 
 
-def _nothing(_: Mapping[str, Any]) -> None:
-    pass
-
-
 async def act(
-    kube: Kube, namespace: str, decision: Decision, trigger: str, written: Written = _nothing
+    kube: Kube, namespace: str, decision: Decision, trigger: str, written: Written
 ) -> Problem | None:
     """Apply, prune, delete and adopt as decided; a problem when the cluster refuses to grow a volume.
     `written` is told each object as an apply or a create left it."""

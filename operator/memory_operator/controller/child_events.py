@@ -48,7 +48,7 @@ class ChildEvents:
     def __init__(self) -> None:
         self._seen: dict[str, str] = {}
 
-    def is_news(self, event_type: str | None, kind: str, body: Mapping[str, Any]) -> bool:
+    def is_news(self, event_type: str | None, body: Mapping[str, Any]) -> bool:
         """Whether the event can change a reconcile's outcome: a deletion, or a change of what a
         reconcile reads since the last event or write of the object. A listing (no type: the watch
         started, or started again after a gap) is news too, unless it tells nothing new."""
@@ -56,7 +56,7 @@ class ChildEvents:
         if event_type == "DELETED":
             self._seen.pop(uid, None)
             return True
-        digest = fingerprint(kind, body)
+        digest = fingerprint(str(body.get("kind")), body)
         if self._seen.get(uid) == digest:
             return False
         self._seen[uid] = digest

@@ -101,25 +101,16 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
 
     # Readiness comes from the workloads' own status, a restore's outcome from its Job: re-read them
     # when they change, and only what a reconcile reads of them (child_events).
-    for group, plural, kind in (
-        ("apps", "statefulsets", "StatefulSet"),
-        ("apps", "deployments", "Deployment"),
-        ("batch", "jobs", "Job"),
-    ):
+    for group, plural in (("apps", "statefulsets"), ("apps", "deployments"), ("batch", "jobs")):
 
         @kopf.on.event(
             group, "v1", plural, registry=registry, id=f"child-{plural}", labels={labels.STORE: kopf.PRESENT}
         )
         async def child_changed(
-            namespace: str | None,
-            labels: kopf.Labels,
-            type: str | None,
-            body: kopf.Body,
-            child_kind: str = kind,
-            **kwargs: Any,
+            namespace: str | None, labels: kopf.Labels, type: str | None, body: kopf.Body, **kwargs: Any
         ) -> None:
             assert namespace, "a namespaced resource"
-            if not reconciler.child_events.is_news(type, child_kind, body):
+            if not reconciler.child_events.is_news(type, body):
                 return
             await reconciler.reconcile_soon(
                 Cache.of(kwargs),
