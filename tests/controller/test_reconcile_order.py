@@ -90,3 +90,32 @@ async def test_a_reconcile_asked_for_ends_the_wait_of_the_stores_queued_observat
     assert recording.runs == [("old", "child")]
     recording.release.set()
     await change
+
+
+async def test_an_observation_queued_while_an_earlier_one_runs_stays_queued_after_it() -> None:
+    """The earlier observation's reconcile ends after a second one queued: a third coalesces into the
+    second (one reconcile more, no error)."""
+    recording = Recording(held=frozenset({"new"}))
+    earlier_done, earlier_running = asyncio.Event(), asyncio.Event()
+    recorded = recording.reconciler._reconcile
+
+    async def first_held(cache: Cache, namespace: str, name: str, trigger: str) -> str | None:
+        if name == "s" and not earlier_done.is_set():
+            earlier_running.set()
+            await earlier_done.wait()
+        return await recorded(cache, namespace, name, trigger)
+
+    recording.reconciler._reconcile = first_held  # type: ignore[method-assign]
+    earlier = recording.observe("s")  # no change under way: it runs (and is held)
+    await earlier_running.wait()
+    change = recording.change("new")
+    await asyncio.sleep(0)
+    second = recording.observe("s")  # waits for the change
+    await asyncio.sleep(0.01)
+    earlier_done.set()
+    await earlier
+    third = recording.observe("s")
+    await asyncio.sleep(0.01)
+    recording.release.set()
+    await asyncio.wait_for(asyncio.gather(change, second, third), 5)
+    assert recording.runs == [("s", "child"), ("new", "create"), ("s", "child")]

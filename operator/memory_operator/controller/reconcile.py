@@ -50,9 +50,9 @@ class Reconciler:
         self.render_settings = render_settings
         self.qdrant_url_template = qdrant_url_template
         self._locks: dict[tuple[str, str], asyncio.Lock] = collections.defaultdict(asyncio.Lock)
-        self._queued: set[tuple[str, str]] = set()
-        # Queued observations waiting for changes, each with what ends its wait early.
-        self._observing: dict[tuple[str, str], asyncio.Event] = {}
+        # Stores with a reconcile queued (not yet holding the store's lock), each with what ends the
+        # wait of a queued observation: a reconcile asked for meanwhile.
+        self._queued: dict[tuple[str, str], asyncio.Event] = {}
         self._slots = asyncio.Semaphore(CONCURRENT_RECONCILES)
         # Keys generated for a store until its Secrets show in the cache: a reconcile that runs before
         # the watch reports them renders the same keys, never new ones.
@@ -94,35 +94,40 @@ class Reconciler:
         `settle`, the reconcile waits that long first, so that the events of that window cost one too.
         An `observation` also waits while changes of stores are reconciled (OBSERVATION_WAIT_SECONDS)."""
         key = (namespace, name)
-        if key in self._queued:
-            if not observation and key in self._observing:
-                self._observing[key].set()  # asked for now: the queued observation waits no more
+        queued = self._queued.get(key)
+        if queued is not None:
+            if not observation:
+                queued.set()  # asked for now: a queued observation waits no more
             return
-        self._queued.add(key)
+        asked = self._queued[key] = asyncio.Event()
         try:
             if settle:
                 await asyncio.sleep(settle)
             if observation:
-                await self._wait_for_changes(key)
+                await self._wait_for_changes(asked)
             await self.reconcile(
-                cache, namespace, name, trigger=trigger, observation=observation, _queued_key=key
+                cache, namespace, name, trigger=trigger, observation=observation, _queued=asked
             )
         finally:
-            self._queued.discard(key)
+            self._dequeue(key, asked)
 
-    async def _wait_for_changes(self, key: tuple[str, str]) -> None:
+    def _dequeue(self, key: tuple[str, str], queued: asyncio.Event | None) -> None:
+        """This queued reconcile is under way (or done): later events queue another. Only this one: the
+        store may have queued another since it started."""
+        if queued is not None and self._queued.get(key) is queued:
+            del self._queued[key]
+
+    async def _wait_for_changes(self, asked: asyncio.Event) -> None:
         """Until no change of a store is being reconciled, a reconcile of this store is asked for, or
         OBSERVATION_WAIT_SECONDS have passed."""
         if self._no_changes.is_set():
             return
-        asked = self._observing[key] = asyncio.Event()
         waits = [asyncio.ensure_future(self._no_changes.wait()), asyncio.ensure_future(asked.wait())]
         try:
             await asyncio.wait(waits, timeout=OBSERVATION_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
-            del self._observing[key]
 
     async def reconcile(
         self,
@@ -132,11 +137,11 @@ class Reconciler:
         *,
         trigger: str,
         observation: bool = False,
-        _queued_key: tuple[str, str] | None = None,
+        _queued: asyncio.Event | None = None,
     ) -> str | None:
         """Converge one store; returns its phase, or `None` when it is gone or being deleted."""
         with contextlib.nullcontext() if observation else self._change():
-            return await self._reconcile_locked(cache, namespace, name, trigger, _queued_key)
+            return await self._reconcile_locked(cache, namespace, name, trigger, _queued)
 
     @contextlib.contextmanager
     def _change(self) -> Iterator[None]:
@@ -151,11 +156,11 @@ class Reconciler:
                 self._no_changes.set()
 
     async def _reconcile_locked(
-        self, cache: Cache, namespace: str, name: str, trigger: str, queued_key: tuple[str, str] | None
+        self, cache: Cache, namespace: str, name: str, trigger: str, queued: asyncio.Event | None
     ) -> str | None:
         async with self.locked(namespace, name), self._slots:
             # Once the lock is held, later events must queue another reconcile: they may be newer.
-            self._queued.discard(queued_key or ("", ""))
+            self._dequeue((namespace, name), queued)
             self.reconciles += 1
             started = time.monotonic()
             try:
