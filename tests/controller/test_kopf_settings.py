@@ -136,3 +136,21 @@ def test_the_operator_runs_with_the_lean_diff_base() -> None:
     settings = kopf.OperatorSettings()
     apply_kopf_settings(settings, options())
     assert isinstance(settings.persistence.diffbase_storage, LeanDiffBaseStorage)
+
+
+def test_watches_are_filtered_on_the_server() -> None:
+    """Children by the operator's label; job pods by it and by phase (only finished ones)."""
+    settings = kopf.OperatorSettings()
+    apply_kopf_settings(settings, options())
+    managed = "app.kubernetes.io/managed-by=memory-operator"
+
+    def selectors(group: str, plural: str) -> tuple[list[str], list[str]]:
+        resource = kopf.Resource(group, "v1", plural)
+        labels = settings.watching.label_selectors.collect(resource)
+        return list(labels), list(settings.watching.field_selectors.collect(resource))
+
+    assert selectors("apps", "statefulsets") == ([managed], [])
+    assert selectors("", "secrets") == ([], [])
+    labels, fields = selectors("", "pods")
+    assert labels == [f"{managed},app.kubernetes.io/name=memory-operator"]
+    assert fields == ["status.phase!=Pending,status.phase!=Running"]

@@ -10,8 +10,9 @@ import yaml
 
 import memory_operator
 from memory_operator import env, images, labels
+from memory_operator.controller import cache
 from memory_operator.labels import CONFIG_CHECKSUM as CONFIG_CHECKSUM_ANNOTATION
-from memory_operator.render import Directives, RenderSettings, names
+from memory_operator.render import Directives, RenderSettings, erasure, names, upgrade
 from memory_operator.render.backup import BackupSource
 from render.helpers import (
     BACKUP_NAME,
@@ -77,6 +78,25 @@ def test_a_reported_failure_fails_the_job_at_once(representative: list[dict[str,
             "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
         }
         assert spec["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_a_job_pod_has_finished_exactly_when_its_one_container_has(
+    representative: list[dict[str, Any]],
+) -> None:
+    """The operator watches job pods only once they left Pending and Running (cache.JOB_PODS): sound
+    while every job pod runs one container, never restarted."""
+    store = make_store()
+    others = [
+        erasure.erasure_job(store, "forget-ada", 1, "jobs:1", "mem-jobs"),
+        upgrade.check_job(store, "qdrant:2", 0, "jobs:1", "mem-jobs"),
+    ]
+    specs = [spec for m in [*representative, *others] for spec in job_specs(m)]
+    assert {m["kind"] for m in representative if job_specs(m)} == {"Job", "CronJob"}
+    for spec in specs:
+        pod = spec["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        assert len(pod["containers"]) == 1 and not pod.get("initContainers")
+    assert cache.JOB_PODS.fields == "status.phase!=Pending,status.phase!=Running"
 
 
 def test_no_pod_talks_to_the_kubernetes_api(representative: list[dict[str, Any]]) -> None:

@@ -145,7 +145,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     # Which stores name a Secret, kept up to date as stores change: a Secret's event (hundreds when many
     # stores are made at once) finds its stores without reading every store of the namespace.
     @kopf.index(*STORES, registry=registry, id=SECRET_REFERENCES)
-    def store_secret_references(
+    async def store_secret_references(
         namespace: str | None, name: str, body: kopf.Body, **_: Any
     ) -> dict[Any, Any]:
         return {(namespace, secret): name for secret in referenced_secret_names(body)}
