@@ -1,4 +1,4 @@
-"""The heap is trimmed when a burst of work is over (or after a long one), never while quiet."""
+"""The heap is trimmed when a burst of reconciles has subsided (or after a long one), never while quiet."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class Trims:
 async def test_the_heap_is_trimmed_once_after_work_and_never_when_quiet() -> None:
     done = 0
     trims = Trims()
-    task = asyncio.create_task(memory.trim_after_work(lambda: done, trims, quiet=0.02, longest=60))
+    task = asyncio.create_task(memory.trim_after_work(lambda: done, trims, interval=0.02, longest=60))
     try:
         await asyncio.sleep(0.1)
         assert trims.pads == []
@@ -36,7 +36,7 @@ async def test_the_heap_is_trimmed_once_after_work_and_never_when_quiet() -> Non
 async def test_the_heap_is_not_trimmed_while_reconciles_go_on() -> None:
     done = 0
     trims = Trims()
-    task = asyncio.create_task(memory.trim_after_work(lambda: done, trims, quiet=0.05, longest=60))
+    task = asyncio.create_task(memory.trim_after_work(lambda: done, trims, interval=0.05, longest=60))
     try:
         for _ in range(20):
             done += 1
@@ -52,13 +52,36 @@ async def test_reconciles_that_never_pause_are_trimmed_after_the_longest_wait() 
     always_more = itertools.count()  # a reconcile between any two looks
     trims = Trims()
     task = asyncio.create_task(
-        memory.trim_after_work(lambda: next(always_more), trims, quiet=0.01, longest=0.1)
+        memory.trim_after_work(lambda: next(always_more), trims, interval=0.01, longest=0.1)
     )
     try:
         await asyncio.sleep(0.05)
         assert trims.pads == []
         await asyncio.sleep(0.2)
         assert trims.pads
+    finally:
+        task.cancel()
+
+
+async def test_the_heap_is_trimmed_when_a_burst_subsides_to_a_background() -> None:
+    """The drift timers of many stores never let the reconciles stop: a burst is over when they fall
+    to a quarter of its pace."""
+    burst, background = [0, 40, 80, 120], [121, 122, 123, 124]
+    counts = iter(burst + background)
+    read: list[int] = []
+
+    def work_done() -> int:
+        read.append(next(counts, background[-1] + 1))
+        return read[-1]
+
+    trims: list[int] = []
+    task = asyncio.create_task(
+        memory.trim_after_work(work_done, lambda _: trims.append(read[-1]) or 1, interval=0.001, longest=60)
+    )
+    try:
+        while len(read) < len(burst + background):
+            await asyncio.sleep(0.001)
+        assert trims[:1] == [121]  # at the first interval of the background, not during the burst
     finally:
         task.cancel()
 

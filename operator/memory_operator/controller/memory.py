@@ -19,9 +19,12 @@ from collections.abc import Callable
 
 logger = logging.getLogger("memory_operator.controller")
 
-# A burst is over when no reconcile ran for this long.
-QUIET_SECONDS = 5.0
-# Reconciles that never pause (thousands of stores' observations): the heap is trimmed this often.
+# How often the reconciles are counted.
+INTERVAL_SECONDS = 5.0
+# A burst has subsided when an interval runs at most 1/SUBSIDED_FRACTION of its busiest interval's
+# reconciles: none, or the drift timers' steady background (a reconcile a second at 300 stores).
+SUBSIDED_FRACTION = 4
+# Reconciles that never subside: the heap is trimmed this often.
 LONGEST_WITHOUT_TRIM_SECONDS = 300.0
 
 Trim = Callable[[int], int]
@@ -40,28 +43,28 @@ def malloc_trim() -> Trim | None:
 async def trim_after_work(
     work_done: Callable[[], int],
     trim: Trim | None = None,
-    quiet: float = QUIET_SECONDS,
+    interval: float = INTERVAL_SECONDS,
     longest: float = LONGEST_WITHOUT_TRIM_SECONDS,
 ) -> None:
-    """Forever: trim the heap once `work_done` (a count of reconciles) has moved and then stood still
-    for `quiet` seconds, or has kept moving for `longest`."""
+    """Forever: trim the heap once the reconciles counted by `work_done` have subsided (an interval
+    with at most a quarter of the busiest interval's since the last trim: none, or the drift timers'
+    background after a burst), or after `longest` seconds of reconciles that do not subside."""
     trim = trim or malloc_trim()
     if trim is None:
         logger.info("the C library has no malloc_trim: memory freed after bursts stays in its heap")
         return
-    seen = trimmed = work_done()
-    untrimmed = 0.0
+    seen, busiest, untrimmed = work_done(), 0, 0.0
     while True:
-        await asyncio.sleep(quiet)
+        await asyncio.sleep(interval)
         done = work_done()
-        moving, seen = done != seen, done
-        if done == trimmed:
-            continue
-        untrimmed += quiet
-        if moving and untrimmed < longest:
+        ran, seen = done - seen, done
+        if not ran and not busiest:
+            continue  # quiet, and trimmed since the last work
+        busiest, untrimmed = max(busiest, ran), untrimmed + interval
+        if ran * SUBSIDED_FRACTION > busiest and untrimmed < longest:
             continue
         # Cycles of the burst (tasks, exceptions and their frames) first: the older generations are
         # collected rarely, and until then they pin the pages a trim would return.
         gc.collect()
         trim(0)
-        trimmed, untrimmed = done, 0.0
+        busiest, untrimmed = 0, 0.0
