@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     import kopf
     from kubernetes import config
 
-    from memory_operator.controller import metrics
+    from memory_operator.controller import metrics, namespaces
     from memory_operator.controller.client_sync import ClientSync
     from memory_operator.controller.handlers import Context, register_all
     from memory_operator.controller.kube import Kube, api_client
@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     metrics.serve(options.metrics_port, options.bind_address)
     if options.peering:
         ensure_peering(kube, options)
+    namespaces.serve_namespaces_until_gone()
     kopf.run(
         registry=registry,
         standalone=not options.peering,
