@@ -1,13 +1,14 @@
 """When Kopf stops serving a namespace that is being deleted: when it is gone.
 
-Kopf watches the namespaces the operator serves (`--namespace`, the chart's `watchNamespaces`) and
-stops serving one it considers deleted: Kopf 1.45 does so once the namespace is marked for deletion
-and its conditions show no blocker (none True). But the namespace controller's first conditions are
-all False (Kubernetes 1.34, pods first): at that moment Kopf stops serving the namespace for good, no
-later event of its stores reaches the operator, its finalizer on each store is never removed, and the
-namespace stays Terminating forever. A namespace is served here until its deletion event; a missed one
-costs only an idle watch until the operator restarts. A cluster-wide operator (`--all-namespaces`)
-watches no namespace and is not concerned.
+An operator serving given namespaces (`--namespace`, the chart's `watchNamespaces`) and allowed to
+watch namespaces has Kopf stop serving one it considers deleted: Kopf 1.45 does so once the namespace
+is marked for deletion and its conditions show no blocker (none True). But the namespace controller's
+first conditions are all False (Kubernetes 1.34, pods first): at that moment Kopf stops serving the
+namespace for good, no later event of its stores reaches the operator, its finalizer on each store is
+never removed, and the namespace stays Terminating forever. A namespace is served here until its
+deletion event; a missed one costs only an idle watch until the operator restarts. Not concerned: an
+operator cluster-wide (`--all-namespaces`), or one not allowed to watch namespaces (the chart grants
+it no such permission: Kopf serves the given namespaces as they are).
 """
 
 from __future__ import annotations
