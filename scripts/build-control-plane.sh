@@ -17,7 +17,8 @@ if ! command -v go >/dev/null; then
 fi
 
 stamp="$BIN/.control-plane.stamp"
-want="$(cat "$MODULE/go.mod" "$MODULE/go.sum" "$MODULE"/etcd/*.go | sha256sum | cut -d' ' -f1) kwok-$KWOK_VERSION"
+want="$(cat "$MODULE/go.mod" "$MODULE/go.sum" "$MODULE"/etcd/*.go "$MODULE"/kwok/*.yaml | sha256sum | cut -d' ' -f1)"
+want="$want kwok-$KWOK_VERSION"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
     && [ -x "$BIN/etcd" ] && [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] \
     && [ -x "$BIN/kube-scheduler" ] && [ -x "$BIN/kwok" ] && [ -f "$BIN/../kwok/stages.yaml" ]; then
@@ -41,13 +42,14 @@ ldflags="$ldflags -X $version_pkg.gitTreeState=clean -X $version_pkg.buildDate=1
 )
 GOBIN="$BIN" go install -trimpath -ldflags=-s "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 
-# kwok's own stages, minus the one that completes Job pods: the tests finish those themselves with
-# the termination message a job writes, as a kubelet reports it.
+# kwok's own stages, minus the one that completes Job pods (the tests finish those themselves with the
+# termination message a job writes, as a kubelet reports it) and with a deleted pod stopping as a
+# kubelet stops it before it goes (ours, in tests/controlplane/kwok/).
 stages="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
 mkdir -p "$BIN/../kwok"
-for stage in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-    pod/fast/pod-ready.yaml pod/fast/pod-delete.yaml; do
+for stage in "$stages/node/fast/node-initialize.yaml" "$stages/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+    "$stages/pod/fast/pod-ready.yaml" "$MODULE/kwok/pod-stop.yaml" "$MODULE/kwok/pod-delete.yaml"; do
     echo "---"
-    cat "$stages/$stage"
+    cat "$stage"
 done > "$BIN/../kwok/stages.yaml"
 echo "$want" > "$stamp"

@@ -12,7 +12,7 @@ from e2e.cluster import store, wait_for
 from e2e.conftest import Cluster
 from e2e.test_backup import backup_phase, backup_store, memory_backup
 from e2e.test_store import claim_sizes, create_store, sts_replicas, wait_phase
-from memory_operator.render import names
+from memory_operator.render import collection, names
 
 
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])
@@ -59,6 +59,24 @@ def test_deleting_a_namespace_with_stores_completes(cluster: Cluster) -> None:
     wait_phase(cluster, ns, "one", "Ready")
     wait_phase(cluster, ns, "bk", "Ready")
     assert cluster.client.get("MemoryStore", ns, "one")["metadata"].get("finalizers")  # type: ignore[index]
+    assert cluster.client.delete("Namespace", None, ns) == 200
+    wait_for(lambda: cluster.client.get("Namespace", None, ns) is None, "the namespace gone", timeout=120)
+
+
+def test_deleting_a_namespace_while_a_job_runs_completes(cluster: Cluster) -> None:
+    """A running job's pod keeps the Job controller's finalizer until it has stopped: the namespace goes
+    once its pods have, and the stores with them."""
+    ns = cluster.client.namespace("doomed-busy", manual_collection=True)
+    s = create_store(cluster, store(ns, "busy"))
+    selector = f"batch.kubernetes.io/job-name={collection.job_name(s)}"
+
+    def job_pod_running() -> bool:
+        return any(
+            (p.get("status") or {}).get("phase") == "Running"
+            for p in cluster.client.list("Pod", ns, selector)
+        )
+
+    wait_for(job_pod_running, "the collection Job's pod running")
     assert cluster.client.delete("Namespace", None, ns) == 200
     wait_for(lambda: cluster.client.get("Namespace", None, ns) is None, "the namespace gone", timeout=120)
 
