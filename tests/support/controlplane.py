@@ -2,9 +2,10 @@
 
 etcd, kube-apiserver (RBAC, Pod Security admission, an audit log), kube-controller-manager (garbage
 collection and the workload controllers), kube-scheduler, and kwok playing one node whose pods become
-Running and Ready. The programs are built from their Go modules by scripts/build-control-plane.sh into
-.tools/bin/. A small provisioner thread stands in for a storage driver: it binds every claim of the
-default StorageClass to a new volume and grows volumes when their claims grow.
+Running and Ready, and stop (Failed) before they go when deleted. The programs are built from their Go
+modules by scripts/build-control-plane.sh into .tools/bin/. A small provisioner thread stands in for a
+storage driver: it binds every claim of the default StorageClass to a new volume and grows volumes when
+their claims grow.
 """
 
 from __future__ import annotations
