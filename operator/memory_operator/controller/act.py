@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes.client.exceptions import ApiException
@@ -16,6 +16,7 @@ from memory_operator.controller.decide import Decision, Event
 from memory_operator.controller.kube import BACKUP, PVC, RESOURCES, STATEFULSET, STORE, Kube, event_target
 from memory_operator.controller.plan import ObjectRef
 from memory_operator.controller.validation import Problem
+from memory_operator.render import apply_waves
 
 logger = logging.getLogger("memory_operator.controller")
 
@@ -45,15 +46,9 @@ async def act(
     for ref in decision.delete:
         logger.info("deleting %s %s/%s", ref.kind, namespace, ref.name)
         await kube.delete(RESOURCES[(ref.api_version, ref.kind)], namespace, ref.name)
-    for manifest in decision.apply:
-        logger.info(
-            "applying %s %s/%s",
-            manifest["kind"],
-            namespace,
-            manifest["metadata"]["name"],
-            extra={"trigger": trigger},
-        )
-        written(await kube.apply(manifest))
+    for wave in apply_waves(decision.apply):
+        for result in await apply_together(kube, namespace, wave, trigger):
+            written(result)
     if trigger == "timer" and decision.apply:
         metrics.DRIFT_REPAIRS.inc(len(decision.apply))
     for ref in decision.prune:
@@ -67,6 +62,27 @@ async def act(
         if created is not None:
             written(created)
     return None
+
+
+async def apply_together(
+    kube: Kube, namespace: str, wave: list[Mapping[str, Any]], trigger: str
+) -> list[dict[str, Any]]:
+    """Apply every manifest of a wave at once: a store's reconcile waits for its slowest child, not for
+    the sum of them (a Service's cluster IP is allocated one at a time cluster-wide). Raises the first
+    failure, in the wave's order, once every apply has answered (none is left running)."""
+    for manifest in wave:
+        logger.info(
+            "applying %s %s/%s",
+            manifest["kind"],
+            namespace,
+            manifest["metadata"]["name"],
+            extra={"trigger": trigger},
+        )
+    results = await asyncio.gather(*(kube.apply(m) for m in wave), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[dict[str, Any]], results)
 
 
 async def grow_claims(kube: Kube, namespace: str, claims: list[tuple[str, str]]) -> Problem | None:

@@ -113,26 +113,35 @@ class Directives:
     """Render the erasures Secret even with nothing to erase (it exists: it is emptied)."""
 
 
-# Kinds in the order they are applied: what pods reference exists before the pods.
-APPLY_ORDER = [
-    "Secret",
-    "Certificate",
-    "ServiceAccount",
-    "ConfigMap",
-    "PersistentVolumeClaim",
-    "Service",
-    "NetworkPolicy",
-    "StatefulSet",
-    "PodDisruptionBudget",
-    "Job",
-    "Deployment",
-    "CronJob",
-]
+# Kinds in the order they are applied, in waves: the objects of a wave are applied together, a wave once
+# the one before it is applied. What pods reference (their keys, ServiceAccount, NetworkPolicy) exists
+# before the pods' owners.
+APPLY_WAVES: tuple[tuple[str, ...], ...] = (
+    (
+        "Secret",
+        "Certificate",
+        "ServiceAccount",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Service",
+        "NetworkPolicy",
+    ),
+    ("StatefulSet", "PodDisruptionBudget", "Job", "Deployment", "CronJob"),
+)
+APPLY_ORDER = [kind for wave in APPLY_WAVES for kind in wave]
 
 
 def _in_apply_order(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # A stable sort: within a kind, the renderers' own order is kept.
     return sorted(manifests, key=lambda m: APPLY_ORDER.index(m["kind"]))
+
+
+def apply_waves(manifests: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """`manifests` (in apply order) split into the waves to apply one after another."""
+    waves: list[list[Mapping[str, Any]]] = [[] for _ in APPLY_WAVES]
+    for manifest in manifests:
+        waves[next(i for i, kinds in enumerate(APPLY_WAVES) if manifest["kind"] in kinds)].append(manifest)
+    return [wave for wave in waves if wave]
 
 
 def render_store(

@@ -1,0 +1,93 @@
+"""Act: a store's children are applied in waves, each wave at once, what pods reference first."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from memory_operator.controller import act
+from memory_operator.controller.decide import Decision
+from memory_operator.render import APPLY_WAVES, apply_waves
+
+POD_OWNERS = {"StatefulSet", "Deployment", "Job", "CronJob"}
+
+
+def manifest(kind: str, name: str = "a") -> dict[str, Any]:
+    return {"kind": kind, "metadata": {"name": f"{name}-{kind.lower()}", "namespace": "ns"}}
+
+
+class Kube:
+    """Records when each apply starts and ends; an apply of `failing` kinds is refused."""
+
+    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+        self.log: list[tuple[str, str]] = []
+        self.failing = failing
+
+    async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        kind = manifest["kind"]
+        self.log.append(("start", kind))
+        await asyncio.sleep(0.01)
+        self.log.append(("end", kind))
+        if kind in self.failing:
+            raise ApiException(status=422, reason=f"{kind} refused")
+        return {**manifest, "applied": True}
+
+
+def run(kube: Kube, manifests: list[dict[str, Any]]) -> list[Mapping[str, Any]]:
+    written: list[Mapping[str, Any]] = []
+    decision = Decision(status=None, apply=manifests)
+    asyncio.run(act.act(kube, "ns", decision, "create", written.append))  # type: ignore[arg-type]
+    return written
+
+
+NEW_STORE = [
+    manifest(kind)
+    for kind in ("Secret", "ServiceAccount", "Service", "NetworkPolicy", "StatefulSet", "Job", "Deployment")
+]
+
+
+def test_every_kind_applied_is_in_one_wave_and_pod_owners_come_last() -> None:
+    kinds = [kind for wave in APPLY_WAVES for kind in wave]
+    assert len(kinds) == len(set(kinds))
+    assert set(APPLY_WAVES[-1]) >= POD_OWNERS
+    assert not POD_OWNERS & {kind for wave in APPLY_WAVES[:-1] for kind in wave}
+
+
+def test_waves_keep_the_apply_order_within_them() -> None:
+    manifests = [manifest("Secret", "x"), manifest("Secret", "y"), manifest("Service"), manifest("Job")]
+    assert apply_waves(manifests) == [manifests[:3], manifests[3:]]
+    assert apply_waves([manifest("Deployment")]) == [[manifest("Deployment")]]
+    assert apply_waves([]) == []
+
+
+def test_a_wave_is_applied_at_once_and_pod_owners_after_what_they_reference() -> None:
+    kube = Kube()
+    written = run(kube, NEW_STORE)
+    starts = [i for i, (what, _) in enumerate(kube.log) if what == "start"]
+    ends = [i for i, (what, _) in enumerate(kube.log) if what == "end"]
+    first_owner = min(i for i, (what, kind) in enumerate(kube.log) if what == "start" and kind in POD_OWNERS)
+    # The four objects pods reference were all in flight together, and answered before any owner started.
+    assert starts[:4] == [0, 1, 2, 3]
+    assert max(ends[:4]) < first_owner
+    # The owners were in flight together too.
+    assert [kind for what, kind in kube.log[first_owner : first_owner + 3]] == [
+        "StatefulSet",
+        "Job",
+        "Deployment",
+    ]
+    # Every object applied is written back, in apply order.
+    assert [w["kind"] for w in written] == [m["kind"] for m in NEW_STORE]
+    assert all(w["applied"] for w in written)
+
+
+def test_a_refused_object_stops_the_next_waves_once_its_own_wave_has_answered() -> None:
+    kube = Kube(failing=frozenset({"Service"}))
+    with pytest.raises(ApiException, match="Service refused"):
+        run(kube, NEW_STORE)
+    applied = [kind for what, kind in kube.log if what == "end"]
+    assert sorted(applied) == ["NetworkPolicy", "Secret", "Service", "ServiceAccount"]
+    assert not POD_OWNERS & {kind for _, kind in kube.log}
