@@ -24,6 +24,10 @@ IDLE_TIMEOUT_SECONDS = 1.0
 # A store deleted while one of its timers runs keeps its finalizer until the timer returns; Kopf looks
 # again after this long (its default, 60 s, holds every such deletion a minute).
 TIMER_EXIT_POLL_SECONDS = 2.0
+# How long Kopf waits for the watch to show its own patch of an object before it runs the object's
+# handlers on what it has. Its default (5 s) is shorter than the watch's lag while hundreds of stores
+# are created at once: the stale event then looked unhandled and ran a store's creation a second time.
+CONSISTENCY_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> No
     settings.queueing.worker_limit = options.worker_limit
     settings.queueing.idle_timeout = IDLE_TIMEOUT_SECONDS
     settings.background.cancellation_polling = TIMER_EXIT_POLL_SECONDS
+    settings.persistence.consistency_timeout = CONSISTENCY_TIMEOUT_SECONDS
     if options.peering:
         settings.peering.mandatory = True
         settings.peering.lifetime = options.peering_lifetime
