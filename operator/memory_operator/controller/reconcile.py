@@ -29,10 +29,13 @@ from memory_operator.render import Credentials, RenderSettings
 logger = logging.getLogger("memory_operator.controller")
 
 # Stores reconciled at once, as controller-runtime's MaxConcurrentReconciles. A burst (hundreds of new
-# stores, or every store when the operator starts) then holds the objects and manifests of this many at
-# a time: 300 new stores converge as fast as with no bound, in 10% less memory
-# (benchmarks/controller_scale.py).
-CONCURRENT_RECONCILES = 50
+# stores, or every store when the operator starts) holds the objects and manifests of this many at a
+# time. Enough that the first wave of many stores' children (their Services among them) is applied before
+# the pods of the first stores load the cluster: kube-apiserver allocates cluster IPs one at a time, up
+# to five times slower while the controllers start those pods. 300 new stores converged in 62-107 s
+# (mean 81) with 150 or 400, in 68-150 s (mean 107) with 50, whose RSS was about 5-10 MB lower
+# (as benchmarks/controller_scale.py measures, on two cores).
+CONCURRENT_RECONCILES = 150
 # An observation (a child's progress, the drift timer) waits while stores' own changes are reconciled
 # (new or edited stores, or every store when the operator starts), at most this long: in a burst the
 # new stores get their children first, and the progress of a store's workloads meanwhile costs one
