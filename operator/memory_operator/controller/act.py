@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
@@ -47,8 +47,7 @@ async def act(
         logger.info("deleting %s %s/%s", ref.kind, namespace, ref.name)
         await kube.delete(RESOURCES[(ref.api_version, ref.kind)], namespace, ref.name)
     for wave in apply_waves(decision.apply):
-        for result in await apply_together(kube, namespace, wave, trigger):
-            written(result)
+        await apply_together(kube, namespace, wave, trigger, written)
     if trigger == "timer" and decision.apply:
         metrics.DRIFT_REPAIRS.inc(len(decision.apply))
     for ref in decision.prune:
@@ -65,12 +64,14 @@ async def act(
 
 
 async def apply_together(
-    kube: Kube, namespace: str, wave: list[Mapping[str, Any]], trigger: str
-) -> list[dict[str, Any]]:
+    kube: Kube, namespace: str, wave: list[Mapping[str, Any]], trigger: str, written: Written
+) -> None:
     """Apply every manifest of a wave at once: a store's reconcile waits for its slowest child, not for
-    the sum of them (a Service's cluster IP is allocated one at a time cluster-wide). Raises the first
-    failure, in the wave's order, once every apply has answered (none is left running)."""
-    for manifest in wave:
+    the sum of them (a Service's cluster IP is allocated one at a time cluster-wide). `written` is told
+    each object as soon as it is applied, before the watch's echo of it can count as news. Raises the
+    first failure, in the wave's order, once every apply has answered (none is left running)."""
+
+    async def apply(manifest: Mapping[str, Any]) -> None:
         logger.info(
             "applying %s %s/%s",
             manifest["kind"],
@@ -78,11 +79,11 @@ async def apply_together(
             manifest["metadata"]["name"],
             extra={"trigger": trigger},
         )
-    results = await asyncio.gather(*(kube.apply(m) for m in wave), return_exceptions=True)
-    for result in results:
+        written(await kube.apply(manifest))
+
+    for result in await asyncio.gather(*(apply(m) for m in wave), return_exceptions=True):
         if isinstance(result, BaseException):
             raise result
-    return cast(list[dict[str, Any]], results)
 
 
 async def grow_claims(kube: Kube, namespace: str, claims: list[tuple[str, str]]) -> Problem | None:
