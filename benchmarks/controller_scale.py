@@ -2,7 +2,7 @@
 """The operator at scale on the real control plane, beside a bare Kopf operator as the baseline.
 
 For each count N, each operator runs alone, watching a namespace of its own, and N MemoryStores are
-created there at once. Printed per run:
+created there at once; a run starts once the namespace of the run before it is gone. Printed per run:
 
 - converge: seconds until every store's children exist (a StatefulSet and a Deployment each) and its
   status names the generation it saw;
@@ -176,6 +176,8 @@ def measure(
         process.terminate()
         process.wait(30)
         client.delete(f"/api/v1/namespaces/{namespace}")
+        # The next run starts on a quiet cluster, not while this one's objects are being deleted.
+        wait(lambda: client.get(f"/api/v1/namespaces/{namespace}").status_code == 404, 900)
 
 
 def details(
