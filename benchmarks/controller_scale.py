@@ -173,11 +173,14 @@ def measure(
             result.update(details(plane, client, namespace, count, idle, process.pid))
         return result
     finally:
-        process.terminate()
-        process.wait(30)
-        client.delete(f"/api/v1/namespaces/{namespace}")
-        # The next run starts on a quiet cluster, not while this one's objects are being deleted.
-        wait(lambda: client.get(f"/api/v1/namespaces/{namespace}").status_code == 404, 900)
+        try:
+            # The next run starts on a quiet cluster, not while this one's objects are being deleted;
+            # the operator still runs meanwhile: the stores' finalizers are its own.
+            client.delete(f"/api/v1/namespaces/{namespace}")
+            wait(lambda: client.get(f"/api/v1/namespaces/{namespace}").status_code == 404, 900)
+        finally:
+            process.terminate()
+            process.wait(30)
 
 
 def details(
