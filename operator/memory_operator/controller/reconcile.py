@@ -32,9 +32,9 @@ logger = logging.getLogger("memory_operator.controller")
 # stores, or every store when the operator starts) holds the objects and manifests of this many at a
 # time. Enough that the first wave of many stores' children (their Services among them) is applied before
 # the pods of the first stores load the cluster: kube-apiserver allocates cluster IPs one at a time, up
-# to five times slower while the controllers start those pods. 300 new stores converged in 62-107 s
-# (mean 81) with 150 or 400, in 68-150 s (mean 107) with 50, whose RSS was about 5-10 MB lower
-# (as benchmarks/controller_scale.py measures, on two cores).
+# to five times slower while the controllers start those pods: 327-479 Services were applied in the first
+# 10 s of 300 new stores with 150 or 400, 40-100 with 50. They converged in 62-107 s (mean 81) with 150 or
+# 400, in 68-104 s (mean 85) with 50, whose RSS was about 5-10 MB lower (on two cores).
 CONCURRENT_RECONCILES = 150
 # An observation (a child's progress, the drift timer) waits while stores' own changes are reconciled
 # (new or edited stores, or every store when the operator starts), at most this long: in a burst the
