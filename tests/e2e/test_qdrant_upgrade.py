@@ -126,12 +126,19 @@ def test_a_new_qdrant_image_is_backed_up_then_rolled_node_by_node(cluster: Clust
         wait_for(
             lambda: all(cluster.client.get("Job", ns, c) is None for c in checks), "the check Jobs deleted"
         )
-        reasons = [
-            e["reason"]
-            for e in cluster.client.list("Event", ns)
-            if e.get("involvedObject", {}).get("name") == "demo" and e.get("type") == "Normal"
-        ]
-        assert {"BackingUp", "Rolling", "WaitingForShards", "Current"} <= set(reasons), reasons
+
+        def reasons() -> set[str]:
+            return {
+                e["reason"]
+                for e in cluster.client.list("Event", ns)
+                if e.get("involvedObject", {}).get("name") == "demo" and e.get("type") == "Normal"
+            }
+
+        # Events are posted after the status is written: the last one may come after the condition.
+        wait_for(
+            lambda: {"BackingUp", "Rolling", "WaitingForShards", "Current"} <= reasons(),
+            "the upgrade's Events",
+        )
         wait_phase(cluster, ns, "demo", "Ready")
 
         # Going back a minor version is refused, and nothing changes.
