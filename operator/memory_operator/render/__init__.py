@@ -129,6 +129,7 @@ APPLY_WAVES: tuple[tuple[str, ...], ...] = (
     ("StatefulSet", "PodDisruptionBudget", "Job", "Deployment", "CronJob"),
 )
 APPLY_ORDER = [kind for wave in APPLY_WAVES for kind in wave]
+_WAVE_OF_KIND = {kind: i for i, wave in enumerate(APPLY_WAVES) for kind in wave}
 
 
 def _in_apply_order(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -140,7 +141,7 @@ def apply_waves(manifests: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str
     """`manifests` (in apply order) split into the waves to apply one after another."""
     waves: list[list[Mapping[str, Any]]] = [[] for _ in APPLY_WAVES]
     for manifest in manifests:
-        waves[next(i for i, kinds in enumerate(APPLY_WAVES) if manifest["kind"] in kinds)].append(manifest)
+        waves[_WAVE_OF_KIND[manifest["kind"]]].append(manifest)
     return [wave for wave in waves if wave]
 
 
