@@ -19,6 +19,9 @@ not parse, names other hosts, was signed by another CA, or comes near its end:
   copy the bundle have a month to take the new one before any certificate depends on it.
 
 A digest of what the pods serve and trust rolls Qdrant and the server when it changes.
+
+`pki` (and with it `cryptography`, some 8 MB of the operator's memory) is imported by the functions
+that make or read certificates: an operator whose stores have no TLS never loads it.
 """
 
 from __future__ import annotations
@@ -28,19 +31,20 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cryptography import x509
-
-from memory_operator import pki
 from memory_operator.api.common import Condition
 from memory_operator.api.store import MemoryStore
 from memory_operator.controller import status
 from memory_operator.controller.credentials import secret_values
 from memory_operator.controller.validation import Problem, secret_has_key
-from memory_operator.pki import KeyPair
 from memory_operator.render import names
 from memory_operator.render import tls as render_tls
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from memory_operator.pki import KeyPair
 
 LEAF_VALIDITY = dt.timedelta(days=90)
 LEAF_RENEW_BEFORE = dt.timedelta(days=30)
@@ -69,11 +73,15 @@ class FreshMinter:
     """New keys and certificates on every call."""
 
     def ca(self, common_name: str, now: dt.datetime) -> KeyPair:
+        from memory_operator import pki
+
         return pki.make_ca(common_name, now, CA_VALIDITY)
 
     def leaf(
         self, ca: KeyPair, common_name: str, dns_names: Sequence[str], now: dt.datetime, *, server: bool
     ) -> KeyPair:
+        from memory_operator import pki
+
         return pki.make_leaf(ca, common_name, dns_names, now, now + LEAF_VALIDITY, server=server, client=True)
 
     def settled(self, pair: KeyPair) -> None:
@@ -176,6 +184,8 @@ class Authority:
 
 def authority(store: MemoryStore, ca_secret: Body | None, now: dt.datetime, minter: Minter) -> Authority:
     """The CA from its Secret, renewed as the module says; a new one when there is none that works."""
+    from memory_operator import pki
+
     values = secret_values(ca_secret)
     signing = pki.load_pair(values.get(render_tls.CERT_KEY), values.get(render_tls.KEY_KEY))
     successor = pki.load_pair(values.get(render_tls.NEXT_CERT_KEY), values.get(render_tls.NEXT_KEY_KEY))
@@ -214,6 +224,8 @@ def leaf(
 ) -> tuple[KeyPair, bool]:
     """The certificate of a Secret when it is still good for `dns_names` under `ca`, else a new one; and
     whether it is new."""
+    from memory_operator import pki
+
     values = secret_values(existing)
     kept = pki.load_pair(values.get(render_tls.CERT_KEY), values.get(render_tls.KEY_KEY))
     if kept is not None:
@@ -234,6 +246,8 @@ def generated(
 ) -> tuple[render_tls.Generated, list[str]]:
     """The store's CA, and the certificates it signs: the serving one (unless another source serves)
     and, under mutual TLS, the jobs' client certificate."""
+    from memory_operator import pki
+
     ca = authority(store, secrets.get(names.tls_ca_secret_name(store)), now, minter)
     renewed = list(ca.renewed)
     serving = jobs_client = None

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 from pydantic import ValidationError
 
 from memory_operator import labels, tls
@@ -45,14 +45,16 @@ async def count_points(
     """Exact number of points in `collection`; `None` when Qdrant cannot tell (the reason is logged).
     Over https, Qdrant's certificate is verified against `ca_bundle` (PEM), else the system's CAs."""
     url = f"{base_url}/collections/{collection}/points/count"
-    https = base_url.startswith("https://")
-    verify = tls.verify(base_url, tls.context_of(ca_bundle) if https else None)
+    # aiohttp, which Kopf runs on already: another HTTP client would cost the operator its memory.
+    ssl = tls.context_of(ca_bundle) if base_url.startswith("https://") else True
     try:
-        async with httpx.AsyncClient(timeout=timeout, verify=verify) as client:
-            response = await client.post(url, json={"exact": True}, headers={"api-key": api_key})
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.post(url, json={"exact": True}, headers={"api-key": api_key}, ssl=ssl) as response,
+        ):
             response.raise_for_status()
-            return int(response.json()["result"]["count"])
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+            return int((await response.json())["result"]["count"])
+    except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError) as error:
         # The message names the URL and status at most, never the request's headers (the key).
         logger.info("could not count the points of %s: %s: %s", url, type(error).__name__, error)
         return None

@@ -13,13 +13,15 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memory_operator import env, labels
 from memory_operator.api.store import MemoryStore
-from memory_operator.pki import KeyPair
 from memory_operator.render import meta, names
 from memory_operator.render.meta import Manifest
+
+if TYPE_CHECKING:
+    from memory_operator.pki import KeyPair
 
 CERT_KEY = "tls.crt"
 KEY_KEY = "tls.key"
