@@ -34,7 +34,8 @@ logger = logging.getLogger("memory_operator.controller")
 # the pods of the first stores load the cluster: kube-apiserver allocates cluster IPs one at a time, up
 # to five times slower while the controllers start those pods: 327-479 Services were applied in the first
 # 10 s of 300 new stores with 150 or 400, 40-100 with 50. They converged in 62-107 s (mean 81) with 150 or
-# 400, in 68-104 s (mean 85) with 50, whose RSS was about 5-10 MB lower (on two cores).
+# 400, in 68-104 s (mean 85) with 50, whose RSS was about 5-10 MB lower (on two cores). In
+# benchmarks/controller_scale.py later: 49.3 s and 155 MB with 150, 63.4 s and 149 MB with 50.
 CONCURRENT_RECONCILES = 150
 # An observation (a child's progress, the drift timer) waits while stores' own changes are reconciled
 # (new or edited stores, or every store when the operator starts), at most this long: in a burst the
