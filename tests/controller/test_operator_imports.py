@@ -16,7 +16,8 @@ def test_an_operator_without_tls_stores_loads_neither_cryptography_nor_another_h
         # What `memory-operator run` imports before it serves.
         import kopf
         from kubernetes import config
-        from memory_operator.controller import client_sync, counting, handlers, kube, main, reconcile
+        from memory_operator.controller import client_sync, counting, handlers, kube, main, metrics
+        from memory_operator.controller import namespaces, reconcile
         from memory_operator import images, render
 
         # cryptography is for stores with TLS; httpx would bring its command line's rich and click.
