@@ -48,6 +48,26 @@ async def test_the_heap_is_not_trimmed_while_reconciles_go_on() -> None:
         task.cancel()
 
 
+async def test_the_heap_is_not_trimmed_while_reconciles_are_under_way() -> None:
+    """A burst's reconciles finish together: intervals that count few finished ones are no sign of its
+    end while others still run."""
+    done, under_way = 0, 1
+    trims = Trims()
+    task = asyncio.create_task(
+        memory.trim_after_work(lambda: done, trims, interval=0.02, longest=60, busy=lambda: under_way > 0)
+    )
+    try:
+        await asyncio.sleep(0.05)
+        done += 3
+        await asyncio.sleep(0.15)
+        assert trims.pads == []
+        under_way = 0
+        await asyncio.sleep(0.1)
+        assert trims.pads == [0]
+    finally:
+        task.cancel()
+
+
 async def test_reconciles_that_never_pause_are_trimmed_after_the_longest_wait() -> None:
     always_more = itertools.count()  # a reconcile between any two looks
     trims = Trims()

@@ -119,3 +119,15 @@ async def test_an_observation_queued_while_an_earlier_one_runs_stays_queued_afte
     recording.release.set()
     await asyncio.wait_for(asyncio.gather(change, second, third), 5)
     assert recording.runs == [("s", "child"), ("new", "create"), ("s", "child")]
+
+
+async def test_reconciles_under_way_are_counted_until_they_end() -> None:
+    """The memory trimmer waits for them: a burst's reconciles finish together."""
+    recording = Recording(held=frozenset({"new"}))
+    changes = [recording.change("new"), recording.change("new")]  # the second waits for the store
+    await asyncio.sleep(0.01)
+    assert recording.reconciler.under_way == 2
+    recording.release.set()
+    await asyncio.gather(*changes)
+    assert recording.reconciler.under_way == 0
+    assert recording.reconciler.reconciles == 2

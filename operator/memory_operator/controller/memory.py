@@ -45,10 +45,13 @@ async def trim_after_work(
     trim: Trim | None = None,
     interval: float = INTERVAL_SECONDS,
     longest: float = LONGEST_WITHOUT_TRIM_SECONDS,
+    busy: Callable[[], bool] = lambda: False,
 ) -> None:
     """Forever: trim the heap once the reconciles counted by `work_done` have subsided (an interval
     with at most a quarter of the busiest interval's since the last trim: none, or the drift timers'
-    background after a burst), or after `longest` seconds of reconciles that do not subside."""
+    background after a burst) and none is `busy` under way, or after `longest` seconds of reconciles
+    that do not subside. A burst's reconciles end together (every store of it waits on the API server
+    alike): until then its intervals may count few of them, though hundreds are under way."""
     trim = trim or malloc_trim()
     if trim is None:
         logger.info("the C library has no malloc_trim: memory freed after bursts stays in its heap")
@@ -61,7 +64,7 @@ async def trim_after_work(
         if not ran and not busiest:
             continue  # quiet, and trimmed since the last work
         busiest, untrimmed = max(busiest, ran), untrimmed + interval
-        if ran * SUBSIDED_FRACTION > busiest and untrimmed < longest:
+        if (ran * SUBSIDED_FRACTION > busiest or busy()) and untrimmed < longest:
             continue
         # Cycles of the burst (tasks, exceptions and their frames) first: the older generations are
         # collected rarely, and until then they pin the pages a trim would return.

@@ -30,18 +30,18 @@ logger = logging.getLogger("memory_operator.controller")
 
 # Stores reconciled at once, as controller-runtime's MaxConcurrentReconciles. A burst (hundreds of new
 # stores, or every store when the operator starts) holds the objects and manifests of this many at a
-# time. Enough that the first wave of many stores' children (their Services among them) is applied before
-# the pods of the first stores load the cluster: kube-apiserver allocates cluster IPs one at a time, up
-# to five times slower while the controllers start those pods: 327-479 Services were applied in the first
-# 10 s of 300 new stores with 150 or 400, 40-100 with 50. They converged in 62-107 s (mean 81) with 150 or
-# 400, in 68-104 s (mean 85) with 50, whose RSS was about 5-10 MB lower (on two cores). In
-# benchmarks/controller_scale.py later: 49.3 s and 155 MB with 150, 63.4 s and 149 MB with 50.
-CONCURRENT_RECONCILES = 150
+# time. Enough that every store of a burst of a few hundred gets its first wave of children (their
+# Services among them) applied before the pods of the first stores load the cluster: kube-apiserver
+# allocates cluster IPs one at a time, several times slower while the controllers start those pods. In
+# benchmarks/controller_scale.py (300 new stores, two cores), 300 stores converged in 41-53 s (mean 47,
+# 8 runs) with 400 at once, 64-66 s with 150 (the second 150 met the first ones' pods), 63 s with 50;
+# resident memory after the quiet about the same (155-161 MB).
+CONCURRENT_RECONCILES = 400
 # An observation (a child's progress, the drift timer) waits while stores' own changes are reconciled
 # (new or edited stores, or every store when the operator starts), at most this long: in a burst the
 # new stores get their children first, and the progress of a store's workloads meanwhile costs one
 # reconcile instead of one per step.
-OBSERVATION_WAIT_SECONDS = 10.0
+OBSERVATION_WAIT_SECONDS = 30.0
 
 
 class Reconciler:
@@ -66,8 +66,10 @@ class Reconciler:
         # Which events of the stores' workloads and Jobs are worth a reconcile.
         self.child_events = ChildEvents()
         self._changes = 0
-        # Reconciles run, for the memory trimmer (controller/memory.py).
+        # Reconciles run, and those under way (waiting for their store or a slot, or running): for the
+        # memory trimmer (controller/memory.py).
         self.reconciles = 0
+        self.under_way = 0
         self._no_changes = asyncio.Event()
         self._no_changes.set()
 
@@ -160,6 +162,15 @@ class Reconciler:
                 self._no_changes.set()
 
     async def _reconcile_locked(
+        self, cache: Cache, namespace: str, name: str, trigger: str, queued: asyncio.Event | None
+    ) -> str | None:
+        self.under_way += 1
+        try:
+            return await self._reconcile_slotted(cache, namespace, name, trigger, queued)
+        finally:
+            self.under_way -= 1
+
+    async def _reconcile_slotted(
         self, cache: Cache, namespace: str, name: str, trigger: str, queued: asyncio.Event | None
     ) -> str | None:
         async with self.locked(namespace, name), self._slots:

@@ -24,7 +24,9 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         apply_kopf_settings(settings, context.options)
         # Kept in the memo: the event loop holds tasks only weakly.
         memo["memory_trimmer"] = asyncio.get_running_loop().create_task(
-            memory.trim_after_work(lambda: context.reconciler.reconciles)
+            memory.trim_after_work(
+                lambda: context.reconciler.reconciles, busy=lambda: context.reconciler.under_way > 0
+            )
         )
 
     @kopf.on.probe(id="stores", registry=registry)
