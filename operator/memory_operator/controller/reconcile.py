@@ -32,10 +32,11 @@ logger = logging.getLogger("memory_operator.controller")
 # stores, or every store when the operator starts) holds the objects and manifests of this many at a
 # time. Enough that every store of a burst of a few hundred gets its first wave of children (their
 # Services among them) applied before the pods of the first stores load the cluster: kube-apiserver
-# allocates cluster IPs one at a time, several times slower while the controllers start those pods. In
-# benchmarks/controller_scale.py (300 new stores, two cores), 300 stores converged in 41-53 s (mean 47,
-# 8 runs) with 400 at once, 64-66 s with 150 (the second 150 met the first ones' pods), 63 s with 50;
-# resident memory after the quiet about the same (155-161 MB).
+# allocates cluster IPs one at a time, several times slower while the controllers start those pods. 300
+# new stores (two cores, a fresh control plane each run) converged in 41-53 s (mean 47, 8 runs) with 400
+# at once, 64-66 s with 150 (the second 150 met the first ones' pods), 63 s with 50; resident memory
+# after the quiet about the same (155-161 MB). `benchmarks/controller_scale.py --runs 3` with 400: 31.5-
+# 36.4 s (mean 33.9) where the baseline took 21.7-24.5 (mean 23.1).
 CONCURRENT_RECONCILES = 400
 # An observation (a child's progress, the drift timer) waits while stores' own changes are reconciled
 # (new or edited stores, or every store when the operator starts), at most this long: in a burst the
