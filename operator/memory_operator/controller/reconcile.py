@@ -147,8 +147,12 @@ class Reconciler:
         _queued: asyncio.Event | None = None,
     ) -> str | None:
         """Converge one store; returns its phase, or `None` when it is gone or being deleted."""
-        with contextlib.nullcontext() if observation else self._change():
-            return await self._reconcile_locked(cache, namespace, name, trigger, _queued)
+        self.under_way += 1
+        try:
+            with contextlib.nullcontext() if observation else self._change():
+                return await self._reconcile_locked(cache, namespace, name, trigger, _queued)
+        finally:
+            self.under_way -= 1
 
     @contextlib.contextmanager
     def _change(self) -> Iterator[None]:
@@ -163,15 +167,6 @@ class Reconciler:
                 self._no_changes.set()
 
     async def _reconcile_locked(
-        self, cache: Cache, namespace: str, name: str, trigger: str, queued: asyncio.Event | None
-    ) -> str | None:
-        self.under_way += 1
-        try:
-            return await self._reconcile_slotted(cache, namespace, name, trigger, queued)
-        finally:
-            self.under_way -= 1
-
-    async def _reconcile_slotted(
         self, cache: Cache, namespace: str, name: str, trigger: str, queued: asyncio.Event | None
     ) -> str | None:
         async with self.locked(namespace, name), self._slots:
