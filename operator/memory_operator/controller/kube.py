@@ -119,6 +119,9 @@ class Kube:
         self._api = api
         self._timeout = timeout_seconds
         self._threads = ThreadPoolExecutor(API_CONCURRENCY, thread_name_prefix="kube-api")
+        # Calls wait here, not in the pool's queue: a burst of new stores makes thousands of them at
+        # once, and a queued call holds its request (a copy of the object) until a thread is free.
+        self._slots = asyncio.Semaphore(API_CONCURRENCY)
 
     def _call(
         self,
@@ -142,9 +145,15 @@ class Kube:
             _request_timeout=self._timeout,
         )
 
-    async def _run(self, method: str, path: str, **kwargs: Any) -> Any:
-        call = functools.partial(contextvars.copy_context().run, self._call, method, path, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+    async def _run(self, method: str, path: str, *, body: Any = None, **kwargs: Any) -> Any:
+        """The call in a thread once one is free (in the order of the calls); its body sent as plain JSON
+        (tuples, mappings of any kind), copied only then."""
+        async with self._slots:
+            plain = None if body is None else json.loads(json.dumps(body, default=_as_dict))
+            call = functools.partial(
+                contextvars.copy_context().run, self._call, method, path, body=plain, **kwargs
+            )
+            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     async def serves(self, api_version: str, plural: str) -> bool:
         """Whether the API server serves `plural` in `api_version` (discovery: no RBAC needed)."""
@@ -174,7 +183,7 @@ class Kube:
                 "PATCH",
                 resource.path(meta.get("namespace"), meta["name"]),
                 query={"fieldManager": FIELD_MANAGER, "force": "true"},
-                body=json.loads(json.dumps(manifest)),
+                body=manifest,
                 content_type=APPLY,
             )
         )
@@ -223,7 +232,7 @@ class Kube:
             "apiVersion": resource.api_version,
             "kind": resource.kind,
             "metadata": {"name": name, "namespace": namespace},
-            "status": json.loads(json.dumps(dict(status))),
+            "status": status,
         }
         try:
             return dict(
@@ -250,7 +259,7 @@ class Kube:
                     "POST",
                     resource.path(manifest["metadata"].get("namespace")),
                     query={"fieldManager": FIELD_MANAGER},
-                    body=dict(manifest),
+                    body=manifest,
                 )
             )
         except ApiException as error:
@@ -277,6 +286,12 @@ class Kube:
                 return False
             raise
         return True
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def namespace_terminating(error: BaseException) -> bool:
