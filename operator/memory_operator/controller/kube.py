@@ -119,6 +119,9 @@ class Kube:
         self._api = api
         self._timeout = timeout_seconds
         self._threads = ThreadPoolExecutor(API_CONCURRENCY, thread_name_prefix="kube-api")
+        # Calls wait here, not in the pool's queue: a burst of new stores makes thousands of them at
+        # once, and a queued call holds its request (a copy of the object) until a thread is free.
+        self._slots = asyncio.Semaphore(API_CONCURRENCY)
 
     def _call(
         self,
@@ -134,9 +137,7 @@ class Kube:
             method,
             query_params=list((query or {}).items()),
             header_params={"Content-Type": content_type, "Accept": "application/json"},
-            # Built in the thread: a burst of new stores queues thousands of calls, and a request made
-            # when its call was queued would be a copy of its object held until a thread is free.
-            body=None if body is None else json.loads(json.dumps(body, default=_as_dict)),
+            body=body,
             # Keyed by the HTTP status as an int: any other status deserializes to nothing.
             response_types_map={200: "object", 201: "object", 202: "object"},
             auth_settings=["BearerToken"],
@@ -144,9 +145,15 @@ class Kube:
             _request_timeout=self._timeout,
         )
 
-    async def _run(self, method: str, path: str, **kwargs: Any) -> Any:
-        call = functools.partial(contextvars.copy_context().run, self._call, method, path, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+    async def _run(self, method: str, path: str, *, body: Any = None, **kwargs: Any) -> Any:
+        """The call in a thread once one is free (in the order of the calls); its body sent as plain JSON
+        (tuples, mappings of any kind), copied only then."""
+        async with self._slots:
+            plain = None if body is None else json.loads(json.dumps(body, default=_as_dict))
+            call = functools.partial(
+                contextvars.copy_context().run, self._call, method, path, body=plain, **kwargs
+            )
+            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     async def serves(self, api_version: str, plural: str) -> bool:
         """Whether the API server serves `plural` in `api_version` (discovery: no RBAC needed)."""
