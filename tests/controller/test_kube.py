@@ -49,18 +49,23 @@ async def test_calls_beyond_the_pool_wait_for_a_slot_in_the_order_they_were_made
     api = BlockingApi()
     kube = Kube(api)  # type: ignore[arg-type]
     names = [f"cm-{i:03d}" for i in range(API_CONCURRENCY + 20)]
-    calls = [asyncio.ensure_future(kube.apply(config_map(name))) for name in names]
+    manifests = [config_map(name) for name in names]
+    calls = [asyncio.ensure_future(kube.apply(m)) for m in manifests]
     await wait_for(lambda: len(api.started) == API_CONCURRENCY)
     await asyncio.sleep(0.1)
     # The others wait for a slot, not in the pool's queue, where each would hold its request's copy.
     assert len(api.started) == API_CONCURRENCY
     assert kube._threads._work_queue.qsize() == 0
+    # A waiting call's request is built when its turn comes, from its object as it is then.
+    manifests[-1]["metadata"]["labels"] = {"late": "yes"}
     api.release.set()
     applied = await asyncio.gather(*calls)
     assert [a["metadata"]["name"] for a in applied] == names
     assert api.most_in_flight == API_CONCURRENCY
     assert sorted(api.started[:API_CONCURRENCY]) == names[:API_CONCURRENCY]
     assert sorted(api.started[API_CONCURRENCY:]) == names[API_CONCURRENCY:]
+    last = next(b for b in api.bodies if b["metadata"]["name"] == names[-1])
+    assert last["metadata"]["labels"] == {"late": "yes"}
 
 
 async def test_a_request_is_sent_as_plain_json() -> None:
