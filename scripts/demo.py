@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A short scripted tour of a running memory server: two users add memories, search, stay apart.
 
-    python scripts/demo.py --url http://127.0.0.1:8765 --api-key <key>
+    python scripts/demo.py --url http://127.0.0.1:8765 --api-key=<key>
 
 The URL and key may come from MEMORY_SERVER_URL and MEMORY_API_KEY instead. Exits 1 when a user
 sees another user's memory.

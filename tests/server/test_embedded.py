@@ -79,8 +79,8 @@ def test_restart_keeps_the_key_and_the_memories(tmp_path: Path) -> None:
                 str(REPOSITORY / "scripts" / "demo.py"),
                 "--url",
                 f"http://127.0.0.1:{port}",
-                "--api-key",
-                key,
+                # Joined to its option: a generated key may start with "-".
+                f"--api-key={key}",
             ],
             capture_output=True,
             text=True,
