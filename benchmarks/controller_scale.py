@@ -5,7 +5,8 @@ For each count N, each operator runs alone, watching a namespace of its own, and
 created there at once; a run starts once the namespace of the run before it is gone. Printed per run:
 
 - converge: seconds until every store's children exist (a StatefulSet and a Deployment each) and its
-  status names the generation it saw;
+  status names the generation it saw, and the CPU seconds the operator used until then (the steadier
+  figure: a converge also waits on the control plane, which shares the machine's cores);
 - and, for memory-operator only: its resident memory once converged and quiet (no write for 15 s:
   pods ready and statuses saying so), what an idle minute costs per
   store (every request but watches, from the apiserver's audit log), the requests of one spec change
@@ -161,6 +162,12 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process has used (user and system): steadier from run to run than a converge."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     plane: ControlPlane,
     client: httpx.Client,
@@ -179,7 +186,12 @@ def measure(
         create_stores(client, namespace, count)
         wait(lambda: converged(client, namespace, count), 1800)
         seconds = time.monotonic() - started
-        result: dict[str, Any] = {"operator": which, "stores": count, "converge_s": round(seconds, 1)}
+        result: dict[str, Any] = {
+            "operator": which,
+            "stores": count,
+            "converge_s": round(seconds, 1),
+            "cpu_s": round(cpu_seconds(process.pid), 1),
+        }
         if which == "operator" and run == 1:
             result.update(details(plane, client, namespace, count, idle, process.pid))
         return result
@@ -263,14 +275,16 @@ def all_observed(client: httpx.Client, namespace: str) -> bool:
     )
 
 
-def summary(count: int, converges: dict[str, list[float]]) -> dict[str, Any]:
-    """Mean, least and most converge seconds of each operator, and the ratio of the means."""
+def summary(count: int, converges: dict[str, list[float]], cpus: dict[str, list[float]]) -> dict[str, Any]:
+    """Mean, least and most converge seconds of each operator, its mean CPU seconds, and the ratio of
+    the means."""
     result: dict[str, Any] = {"stores": count, "runs": len(converges["operator"])}
     for which, seconds in converges.items():
         result[which] = {
             "mean_s": round(sum(seconds) / len(seconds), 1),
             "min_s": min(seconds),
             "max_s": max(seconds),
+            "mean_cpu_s": round(sum(cpus[which]) / len(cpus[which]), 1),
         }
     result["ratio_of_means"] = round(result["operator"]["mean_s"] / result["baseline"]["mean_s"], 2)
     return result
@@ -292,13 +306,15 @@ def main() -> None:
         config = operator_identity(plane, client, directory)
         for count in args.stores:
             converges: dict[str, list[float]] = {"baseline": [], "operator": []}
+            cpus: dict[str, list[float]] = {"baseline": [], "operator": []}
             for run in range(1, args.runs + 1):
                 for which in converges:
                     result = measure(plane, client, config, which, count, args.idle_seconds, run)
                     converges[which].append(result["converge_s"])
+                    cpus[which].append(result["cpu_s"])
                     print(json.dumps(result), flush=True)
             if args.runs > 1:
-                print(json.dumps(summary(count, converges)), flush=True)
+                print(json.dumps(summary(count, converges, cpus)), flush=True)
     finally:
         plane.stop()
         shutil.rmtree(directory, ignore_errors=True)
