@@ -1,8 +1,10 @@
-"""The heap is trimmed when a burst of reconciles has subsided (or after a long one), never while quiet."""
+"""The heap is trimmed when a burst of reconciles has subsided (or after a long one), never while quiet;
+the cyclic collector runs less often than by default."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 
 from memory_operator.controller import memory
@@ -110,3 +112,14 @@ def test_glibcs_malloc_trim_is_found_here() -> None:
     trim = memory.malloc_trim()
     assert trim is not None
     assert trim(0) in (0, 1)
+
+
+def test_the_collector_runs_young_collections_less_often_and_keeps_the_older_ratios() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        memory.tune_collector()
+        assert gc.get_threshold() == (memory.YOUNG_GENERATION_THRESHOLD, 10, 10)
+        assert memory.YOUNG_GENERATION_THRESHOLD > 700
+    finally:
+        gc.set_threshold(*before)

@@ -27,7 +27,20 @@ SUBSIDED_FRACTION = 4
 # Reconciles that never subside: the heap is trimmed this often.
 LONGEST_WITHOUT_TRIM_SECONDS = 300.0
 
+# The cyclic collector's youngest generation is collected after this many more container objects were
+# made than freed (CPython's default: 700). Converging 100 new stores, the default ran some 660 young,
+# 60 middle and 5 full collections: 2.2 of the operator's 7 CPU seconds, CPU the control plane it
+# shares a node with wants meanwhile. At 10,000 the collector took 0.8 s. Cycles wait longer, but a
+# burst ends with a full collection anyway (`trim_after_work`).
+YOUNG_GENERATION_THRESHOLD = 10_000
+
 Trim = Callable[[int], int]
+
+
+def tune_collector() -> None:
+    """Collect cycles less often than CPython's default; the older generations' ratios stay."""
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
 
 
 def malloc_trim() -> Trim | None:

@@ -22,6 +22,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         apply_kopf_settings(settings, context.options)
+        memory.tune_collector()
         # Kept in the memo: the event loop holds tasks only weakly.
         memo["memory_trimmer"] = asyncio.get_running_loop().create_task(
             memory.trim_after_work(
