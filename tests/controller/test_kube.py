@@ -1,13 +1,15 @@
-"""Kube: API calls beyond the pool's threads wait for a slot, in the order made, holding no request."""
+"""Kube: API calls beyond the pool's threads wait for a slot, in the order made, holding no request; an
+apply's body goes as JSON text encoded once, its answer parsed only when asked for."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import types
 from typing import Any
 
-from memory_operator.controller.kube import API_CONCURRENCY, Kube
+from memory_operator.controller.kube import API_CONCURRENCY, APPLY_TEXT, MERGE, STORE, Kube
 
 
 class BlockingApi:
@@ -20,17 +22,31 @@ class BlockingApi:
         self.most_in_flight = 0
         self.started: list[str] = []
         self.bodies: list[Any] = []
+        self.content_types: list[str] = []
+        self.answer_types: list[dict[int, str]] = []
 
-    def call_api(self, path: str, method: str, *, body: Any = None, **_: Any) -> dict[str, Any]:
+    def call_api(
+        self,
+        path: str,
+        method: str,
+        *,
+        body: Any = None,
+        header_params: dict[str, str],
+        response_types_map: dict[int, str],
+        **_: Any,
+    ) -> dict[str, Any] | None:
         with self.lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
             self.started.append(path.rsplit("/", 1)[-1])
             self.bodies.append(body)
+            self.content_types.append(header_params["Content-Type"])
+            self.answer_types.append(response_types_map)
         self.release.wait(30)
         with self.lock:
             self.in_flight -= 1
-        return {"metadata": {"name": path.rsplit("/", 1)[-1]}}
+        # As the client: a status the map does not name deserializes to nothing.
+        return {"metadata": {"name": path.rsplit("/", 1)[-1]}} if response_types_map.get(200) else None
 
 
 def config_map(name: str) -> dict[str, Any]:
@@ -64,11 +80,11 @@ async def test_calls_beyond_the_pool_wait_for_a_slot_in_the_order_they_were_made
     assert api.most_in_flight == API_CONCURRENCY
     assert sorted(api.started[:API_CONCURRENCY]) == names[:API_CONCURRENCY]
     assert sorted(api.started[API_CONCURRENCY:]) == names[API_CONCURRENCY:]
-    last = next(b for b in api.bodies if b["metadata"]["name"] == names[-1])
+    last = next(b for b in map(json.loads, api.bodies) if b["metadata"]["name"] == names[-1])
     assert last["metadata"]["labels"] == {"late": "yes"}
 
 
-async def test_a_request_is_sent_as_plain_json() -> None:
+async def test_an_apply_is_sent_as_json_text_and_its_answer_parsed_only_when_asked_for() -> None:
     api = BlockingApi()
     api.release.set()
     kube = Kube(api)  # type: ignore[arg-type]
@@ -79,14 +95,28 @@ async def test_a_request_is_sent_as_plain_json() -> None:
         "immutable": False,
         "list": ("x", "y"),
     }
-    await kube.apply(manifest)
+    assert await kube.apply(manifest) == {"metadata": {"name": "plain"}}
+    assert await kube.apply_unanswered(manifest) is None  # type: ignore[func-returns-value]
+    assert api.content_types == [APPLY_TEXT, APPLY_TEXT]
+    assert api.answer_types[0] and not api.answer_types[1]
+    for body in api.bodies:
+        assert isinstance(body, bytes)
+        assert json.loads(body) == {
+            **config_map("plain"),
+            "data": {"a": "1"},
+            "binaryData": None,
+            "immutable": False,
+            "list": ["x", "y"],
+        }
+
+
+async def test_any_other_body_is_sent_as_plain_json_values() -> None:
+    api = BlockingApi()
+    api.release.set()
+    kube = Kube(api)  # type: ignore[arg-type]
+    patch = {"metadata": {"labels": types.MappingProxyType({"a": "1"})}, "list": ("x",)}
+    await kube.patch(STORE, "ns", "one", patch)
     (body,) = api.bodies
-    assert body == {
-        **config_map("plain"),
-        "data": {"a": "1"},
-        "binaryData": None,
-        "immutable": False,
-        "list": ["x", "y"],
-    }
-    assert type(body["data"]) is dict
-    assert body is not manifest
+    assert body == {"metadata": {"labels": {"a": "1"}}, "list": ["x"]}
+    assert type(body["metadata"]["labels"]) is dict
+    assert api.content_types == [MERGE]

@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from memory_operator import labels
 from memory_operator.controller import metrics, status
+from memory_operator.controller.child_events import STATUS_FIELDS
 from memory_operator.controller.decide import Decision, Event
 from memory_operator.controller.kube import BACKUP, PVC, RESOURCES, STATEFULSET, STORE, Kube, event_target
 from memory_operator.controller.plan import ObjectRef
@@ -37,7 +38,8 @@ async def act(
     kube: Kube, namespace: str, decision: Decision, trigger: str, written: Written
 ) -> Problem | None:
     """Apply, prune, delete and adopt as decided; a problem when the cluster refuses to grow a volume.
-    `written` is told each object as an apply or a create left it."""
+    `written` is told each object whose status a reconcile reads (`child_events.STATUS_FIELDS`) as an
+    apply or a create left it."""
     if decision.recreate is not None:
         refused = await grow_claims(kube, namespace, decision.grow)
         if refused is not None:
@@ -79,7 +81,10 @@ async def apply_together(
             manifest["metadata"]["name"],
             extra={"trigger": trigger},
         )
-        written(await kube.apply(manifest))
+        if manifest["kind"] in STATUS_FIELDS:
+            written(await kube.apply(manifest))
+        else:  # nothing reads the answer
+            await kube.apply_unanswered(manifest)
 
     for result in await asyncio.gather(*(apply(m) for m in wave), return_exceptions=True):
         if isinstance(result, BaseException):

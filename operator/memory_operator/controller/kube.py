@@ -28,7 +28,14 @@ FIELD_MANAGER = "memory-operator"
 # (the CPU count plus four threads) would let a burst of new stores queue behind a handful of them.
 API_CONCURRENCY = 32
 
+JSON = "application/json"
 APPLY = "application/apply-patch+yaml"
+# An apply's body goes as JSON text (YAML's subset) encoded once: the client encodes again any body of a
+# JSON type or of exactly APPLY, after walking it to copy it; a body of bytes of any other type goes as
+# it is, and the API server reads the patch type without its parameters.
+APPLY_TEXT = f"{APPLY}; charset=utf-8"
+# The answers of calls keyed by HTTP status (an int); any other status deserializes to nothing.
+OBJECT_ANSWERS = {200: "object", 201: "object", 202: "object"}
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
@@ -130,28 +137,37 @@ class Kube:
         *,
         query: Mapping[str, str] | None = None,
         body: Any = None,
-        content_type: str = "application/json",
+        content_type: str = JSON,
+        answer: bool = True,
     ) -> Any:
         return self._api.call_api(
             path,
             method,
             query_params=list((query or {}).items()),
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            header_params={"Content-Type": content_type, "Accept": JSON},
             body=body,
-            # Keyed by the HTTP status as an int: any other status deserializes to nothing.
-            response_types_map={200: "object", 201: "object", 202: "object"},
+            # Without an answer, the response is not parsed.
+            response_types_map=OBJECT_ANSWERS if answer else {},
             auth_settings=["BearerToken"],
             _return_http_data_only=True,
             _request_timeout=self._timeout,
         )
 
-    async def _run(self, method: str, path: str, *, body: Any = None, **kwargs: Any) -> Any:
-        """The call in a thread once one is free (in the order of the calls); its body sent as plain JSON
-        (tuples, mappings of any kind), copied only then."""
+    async def _run(
+        self, method: str, path: str, *, body: Any = None, content_type: str = JSON, **kwargs: Any
+    ) -> Any:
+        """The call in a thread once one is free (in the order of the calls); its body sent as JSON
+        (tuples, mappings of any kind), encoded only then."""
         async with self._slots:
-            plain = None if body is None else json.loads(json.dumps(body, default=_as_dict))
+            encoded, content_type = _encoded(body, content_type)
             call = functools.partial(
-                contextvars.copy_context().run, self._call, method, path, body=plain, **kwargs
+                contextvars.copy_context().run,
+                self._call,
+                method,
+                path,
+                body=encoded,
+                content_type=content_type,
+                **kwargs,
             )
             return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
@@ -175,17 +191,23 @@ class Kube:
 
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with the operator's field manager, forcing ownership of conflicting fields."""
+        return dict(await self._apply(manifest, answer=True))
+
+    async def apply_unanswered(self, manifest: Mapping[str, Any]) -> None:
+        """`apply`, the object the server answers with left unparsed (a StatefulSet's is some 15 KB)."""
+        await self._apply(manifest, answer=False)
+
+    async def _apply(self, manifest: Mapping[str, Any], *, answer: bool) -> Any:
         resource = resource_of(manifest)
         meta = manifest["metadata"]
         metrics.API_WRITES.labels(kind=manifest["kind"]).inc()
-        return dict(
-            await self._run(
-                "PATCH",
-                resource.path(meta.get("namespace"), meta["name"]),
-                query={"fieldManager": FIELD_MANAGER, "force": "true"},
-                body=manifest,
-                content_type=APPLY,
-            )
+        return await self._run(
+            "PATCH",
+            resource.path(meta.get("namespace"), meta["name"]),
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=manifest,
+            content_type=APPLY,
+            answer=answer,
         )
 
     async def patch(
@@ -286,6 +308,17 @@ class Kube:
                 return False
             raise
         return True
+
+
+def _encoded(body: Any, content_type: str) -> tuple[Any, str]:
+    """The body as the client is to get it, and its content type: an apply's as JSON text, any other
+    as plain JSON values (which the client encodes)."""
+    if body is None:
+        return None, content_type
+    text = json.dumps(body, default=_as_dict, separators=(",", ":"))
+    if content_type == APPLY:
+        return text.encode(), APPLY_TEXT
+    return json.loads(text), content_type
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
