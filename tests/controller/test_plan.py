@@ -149,12 +149,3 @@ def test_claims_to_grow_are_the_templates_claims_below_the_new_size() -> None:
         _claim("logs-q-0", "1Gi"),
     ]
     assert plan.claims_to_grow(_sts("2Gi"), claims) == [("data-q-0", "2Gi")]
-
-
-def test_spread_delay_is_stable_and_within_the_period() -> None:
-    from memory_operator.controller.handlers.store import spread_delay
-
-    delays = [spread_delay(f"uid-{i}", 10.0) for i in range(200)]
-    assert all(0 <= d < 10.0 for d in delays)
-    assert spread_delay("uid-1", 10.0) == delays[1]
-    assert min(delays) < 2.0 and max(delays) > 8.0  # spread over the period, not bunched

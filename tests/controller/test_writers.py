@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from memory_operator.api.store import MemoryStore
-from memory_operator.controller import backups, policies, schedule
+from memory_operator.controller import backups, policies, schedule, sync
+from memory_operator.controller.cache import BACKUPS, STORES, Cache
 
 NOW = "2026-01-02T03:04:05Z"
 
@@ -171,3 +174,35 @@ def test_a_completed_backup_prunes_the_memory_backups_of_its_store_only() -> Non
     ]
     assert backups.pruned_backups(done, others) == ["old-1", "old-2"]
     assert backups.pruned_backups(backup("Running"), others) == []
+
+
+class Creates:
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.created.append(manifest["metadata"]["name"])
+        return manifest
+
+
+def test_a_due_backup_is_created_only_where_the_replica_may_write_and_asked_only_then() -> None:
+    body = store(backup={"schedule": "0 * * * *", "destination": {"pvc": {}}})
+    cache = Cache({STORES.index_id: {"agents": [body]}, BACKUPS.index_id: {}})
+    asked: list[bool] = []
+
+    def answering(answer: bool) -> Callable[[], Awaitable[bool]]:
+        async def may_write() -> bool:
+            asked.append(answer)
+            return answer
+
+        return may_write
+
+    kube = Creates()
+    assert asyncio.run(sync.schedule_backup(kube, cache, "agents", "mem", answering(False))) is None  # type: ignore[arg-type]
+    assert kube.created == [] and asked == [False]
+    due = asyncio.run(sync.schedule_backup(kube, cache, "agents", "mem", answering(True)))  # type: ignore[arg-type]
+    assert due is not None and kube.created == [due]
+    # Not due (its tick's backup exists): the peering is not asked.
+    cache.indexes[BACKUPS.index_id]["agents"] = [named(due)]  # type: ignore[index]
+    assert asyncio.run(sync.schedule_backup(kube, cache, "agents", "mem", answering(True))) is None  # type: ignore[arg-type]
+    assert asked == [False, True]

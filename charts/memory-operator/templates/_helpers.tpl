@@ -143,10 +143,11 @@ Namespaced resources only; `memory-operator.clusterRules` holds the cluster-scop
 - apiGroups: ["cert-manager.io"]
   resources: ["certificates"]
   verbs: ["list", "watch", "create", "patch", "delete"]
-# Kopf's peering between replicas watching listed namespaces: one object in each.
+# Kopf's peering between replicas watching listed namespaces: one object in each (`get`: whether
+# this replica is the one that runs the stores' timers).
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch", "get"]
 {{- end -}}
 
 {{/* Kopf discovers the CRDs in every mode; watching every namespace, its peering is cluster-wide. */}}
@@ -155,10 +156,11 @@ Namespaced resources only; `memory-operator.clusterRules` holds the cluster-scop
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
 {{- if .Values.rbac.clusterWide }}
-# Kopf's peering between replicas watching every namespace (the operator creates the object).
+# Kopf's peering between replicas watching every namespace (the operator creates the object; `get`:
+# whether this replica is the one that runs the stores' timers).
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch", "get"]
 {{- end }}
 {{- end -}}
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
+import socket
 from typing import Any
 
 from memory_operator import deployment, env
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from memory_operator.controller.client_sync import ClientSync
     from memory_operator.controller.handlers import Context, register_all
     from memory_operator.controller.kube import Kube, api_client
+    from memory_operator.controller.peering import Peering
     from memory_operator.controller.reconcile import Reconciler
     from memory_operator.images import DEFAULT_JOB_IMAGE
     from memory_operator.render import RenderSettings
@@ -118,6 +121,18 @@ def run(args: argparse.Namespace) -> int:
         cert_manager=serves_certificates(kube),
         **deployment.render_settings(args),
     )
+    peering = (
+        Peering(
+            options.peering,
+            own_identity(),
+            # Replicas with the same priority would all pause: each takes a random one, and the highest
+            # reconciles while the others wait for it to go.
+            secrets.randbelow(2**31) + 1,
+            () if options.all_namespaces else options.namespaces,
+        )
+        if options.peering
+        else None
+    )
     registry = kopf.OperatorRegistry()
     register_all(
         registry,
@@ -127,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             clients=ClientSync(kube),
             render_settings=render_settings,
             options=options,
+            peering=peering,
         ),
     )
     metrics.serve(options.metrics_port, options.bind_address)
@@ -137,14 +153,19 @@ def run(args: argparse.Namespace) -> int:
         registry=registry,
         standalone=not options.peering,
         peering_name=options.peering,
-        # Replicas with the same priority would all pause: each takes a random one, and the highest
-        # reconciles while the others wait for it to go.
-        priority=secrets.randbelow(2**31) + 1 if options.peering else None,
+        # Kopf's `Identity` is a NewType of str it does not export.
+        identity=peering.identity if peering else None,  # type: ignore[arg-type]
+        priority=peering.priority if peering else None,
         clusterwide=options.all_namespaces,
         namespaces=() if options.all_namespaces else options.namespaces,
         liveness_endpoint=f"http://{options.bind_address}:{options.liveness_port}/healthz",
     )
     return 0
+
+
+def own_identity() -> str:
+    """This replica's name among its peers: its pod's (POD_ID, as Kopf reads it), else one of its own."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
 
 
 def configure_logging(options: Options) -> None:

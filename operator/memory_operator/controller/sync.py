@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -123,8 +123,11 @@ def quality_metrics(cache: Cache, namespace: str, store_name: str) -> None:
                 metrics.record_audit(namespace, store_name, policy["metadata"]["name"], figures)
 
 
-async def schedule_backup(kube: Kube, cache: Cache, namespace: str, name: str) -> str | None:
-    """Create the store's MemoryBackup for the newest tick of its schedule, if it is due."""
+async def schedule_backup(
+    kube: Kube, cache: Cache, namespace: str, name: str, may_write: Callable[[], Awaitable[bool]]
+) -> str | None:
+    """Create the store's MemoryBackup for the newest tick of its schedule, if it is due and `may_write`
+    (asked only then: whether this replica reconciles)."""
     body = cache.store(namespace, name)
     if body is None:
         return None
@@ -133,7 +136,7 @@ async def schedule_backup(kube: Kube, cache: Cache, namespace: str, name: str) -
     except ValidationError:
         return None
     due = schedule.due_backup(store, cache.backups(namespace), datetime.datetime.now(datetime.UTC))
-    if due is None:
+    if due is None or not await may_write():
         return None
     logger.info("creating scheduled MemoryBackup %s/%s", namespace, due)
     await kube.create(backup_render.scheduled_backup(store, due))

@@ -9,6 +9,7 @@ import kopf
 from memory_operator.controller import cache
 from memory_operator.controller.client_sync import ClientSync
 from memory_operator.controller.kube import Kube
+from memory_operator.controller.peering import Peering
 from memory_operator.controller.reconcile import Reconciler
 from memory_operator.controller.settings import Options
 from memory_operator.render import RenderSettings
@@ -21,6 +22,8 @@ class Context:
     clients: ClientSync
     render_settings: RenderSettings
     options: Options
+    # Among replicas: which one runs the operator's own loops (None: alone).
+    peering: Peering | None = None
 
 
 def register_all(registry: kopf.OperatorRegistry, context: Context) -> None:

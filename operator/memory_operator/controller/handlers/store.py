@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 from typing import Any
 
 import kopf
@@ -12,6 +12,7 @@ from memory_operator.controller import sync
 from memory_operator.controller.cache import Cache
 from memory_operator.controller.handlers import Context
 from memory_operator.controller.snapshot import referenced_secret_names
+from memory_operator.controller.store_timers import StoreTimers, TimedStore, Timer, spread_delay
 
 STORES = ("memory-operator.io", "v1alpha1", "memorystores")
 # A starting workload reports each step (created, scheduled, running, ready) as a change of its own, the
@@ -25,18 +26,8 @@ def needs_finalizer(body: kopf.Body, **_: Any) -> bool:
     return bool((body.get("status") or {}).get("credentialsSecret"))
 
 
-def has_backup_schedule(spec: kopf.Spec, **_: Any) -> bool:
-    return bool(spec.get("backup"))
-
-
 def is_deletion(type: str | None, **_: Any) -> bool:
     return type == "DELETED"
-
-
-def spread_delay(uid: str, period: float) -> float:
-    """A delay in [0, period) fixed by the object's uid, to spread many objects' timers over a period."""
-    fraction = int(hashlib.sha256(uid.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
-    return fraction * period
 
 
 def register(registry: kopf.OperatorRegistry, context: Context) -> None:
@@ -55,36 +46,71 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         # The quality gauges come from status: a restarted operator has them again.
         sync.quality_metrics(cache, namespace, name)
 
-    # Drift repair: children changed or deleted behind the operator's back come back, and the store's
-    # clients sync again (their event handlers are not retried). After a restart every store's timer
-    # starts at once: the first run of each waits a share of the period of its own.
-    @kopf.timer(*STORES, registry=registry, interval=resync, initial_delay=resync / 2, idle=None)
-    async def repair_drift(
-        namespace: str | None, name: str, uid: str, memo: kopf.Memo, **kwargs: Any
-    ) -> None:
-        assert namespace, "a namespaced resource"
-        if not memo.get("drift_spread"):
-            memo["drift_spread"] = True
-            # Woken early when the store is deleted, whose finalizer waits for its timers.
-            stopped: kopf.DaemonStopped = kwargs["stopped"]
-            await stopped.wait(spread_delay(uid, resync / 2))
-            if stopped:
-                return
-        cache = Cache.of(kwargs)
-        await reconciler.reconcile_soon(cache, namespace, name, trigger="timer", observation=True)
-        await reconciler.count(cache, namespace, name)
-        await context.clients.sync_store(cache, namespace, name)
+    # Drift repair (children changed or deleted behind the operator's back come back, and the store's
+    # clients sync again: their event handlers are not retried) and backup schedule checks, for every
+    # store from one loop (store_timers.py). After a restart, every store's first repair waits half a
+    # period and a share of the other half of its own.
+    indexes: dict[str, Any] = {}  # Kopf's, given at startup
+    peering = context.peering
 
-    @kopf.timer(
-        *STORES,
-        registry=registry,
-        interval=context.options.schedule_check_seconds,
-        when=has_backup_schedule,
-        idle=None,
+    async def reconciles_here() -> bool:
+        return peering is None or await peering.active(kube, asyncio.get_running_loop().time())
+
+    async def repair_drift(store: TimedStore) -> None:
+        cache = Cache(indexes)
+        await reconciler.reconcile_soon(cache, store.namespace, store.name, trigger="timer", observation=True)
+        await reconciler.count(cache, store.namespace, store.name)
+        await context.clients.sync_store(cache, store.namespace, store.name)
+
+    async def check_backup_schedule(store: TimedStore) -> None:
+        await sync.schedule_backup(kube, Cache(indexes), store.namespace, store.name, reconciles_here)
+
+    timers = (
+        Timer(
+            "drift repair",
+            resync,
+            repair_drift,
+            first_delay=lambda store: resync / 2 + spread_delay(store.uid, resync / 2),
+        ),
+        Timer(
+            "backup schedule check",
+            context.options.schedule_check_seconds,
+            check_backup_schedule,
+            applies=lambda store: store.backup_schedule,
+            gated=False,
+        ),
     )
-    async def schedule_backups(namespace: str | None, name: str, **kwargs: Any) -> None:
-        assert namespace, "a namespaced resource"
-        await sync.schedule_backup(kube, Cache.of(kwargs), namespace, name)
+
+    @kopf.index(*STORES, registry=registry, id=TIMED_STORES)
+    async def timed_stores(
+        namespace: str | None, name: str, uid: str, meta: kopf.Meta, spec: kopf.Spec, **_: Any
+    ) -> dict[Any, Any]:
+        timed = TimedStore(
+            str(namespace),
+            name,
+            uid,
+            deleting=bool(meta.get("deletionTimestamp")),
+            backup_schedule=bool(spec.get("backup")),
+        )
+        return {(namespace, name): timed}
+
+    @kopf.on.startup(registry=registry)
+    async def start_timers(memo: kopf.Memo, **kwargs: Any) -> None:
+        # Kopf's indexes are live: filled from the watches once they start, kept current after.
+        indexes.update(Cache.of(kwargs).indexes)
+        index: kopf.Index[Any, TimedStore] = kwargs[TIMED_STORES]
+        memo["store_timers"] = store_timers = StoreTimers(
+            timers, lambda: (store for key in index for store in index[key]), reconciles_here
+        )
+        # Kept in the memo: the event loop holds tasks only weakly.
+        memo["store_timers_task"] = asyncio.get_running_loop().create_task(store_timers.run_forever())
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_timers(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("store_timers_task")
+        if task is not None:
+            task.cancel()
+            await memo["store_timers"].stop()
 
     @kopf.on.delete(*STORES, registry=registry, when=needs_finalizer, retries=10, backoff=5, timeout=300)
     async def release(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
@@ -161,6 +187,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
 
 _STORE = labels.STORE
 SECRET_REFERENCES = "store_secret_references"
+TIMED_STORES = "timed_stores"
 CERT_MANAGER_CRD = "certificates.cert-manager.io"
 
 
