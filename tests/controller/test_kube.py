@@ -10,6 +10,7 @@ import types
 from typing import Any
 
 from memory_operator.controller.kube import API_CONCURRENCY, APPLY_TEXT, MERGE, STORE, Kube
+from support.waiting import eventually
 
 
 class BlockingApi:
@@ -53,21 +54,13 @@ def config_map(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ns"}}
 
 
-async def wait_for(check: Any) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("not reached")
-
-
 async def test_calls_beyond_the_pool_wait_for_a_slot_in_the_order_they_were_made() -> None:
     api = BlockingApi()
     kube = Kube(api)  # type: ignore[arg-type]
     names = [f"cm-{i:03d}" for i in range(API_CONCURRENCY + 20)]
     manifests = [config_map(name) for name in names]
     calls = [asyncio.ensure_future(kube.apply(m)) for m in manifests]
-    await wait_for(lambda: len(api.started) == API_CONCURRENCY)
+    await eventually(lambda: len(api.started) == API_CONCURRENCY)
     await asyncio.sleep(0.1)
     # The others wait for a slot, not in the pool's queue, where each would hold its request's copy.
     assert len(api.started) == API_CONCURRENCY

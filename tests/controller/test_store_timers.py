@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from memory_operator.controller.store_timers import (
     due,
     next_run,
 )
+from support.waiting import eventually
 
 ONE = TimedStore("ns", "one", "uid-1")
 TWO = TimedStore("ns", "two", "uid-2", backup_schedule=True)
@@ -100,14 +100,6 @@ class Work:
                 raise RuntimeError("refused")
         finally:
             self.under_way[store.uid] -= 1
-
-
-async def eventually(check: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("not reached")
 
 
 async def settle() -> None:
