@@ -78,13 +78,23 @@ NAMESPACED = (
         "a store's cert-manager Certificate (tls.issuerRef)",
         applied=True,
     ),
-    Permission("kopf.dev", "kopfpeerings", (*WATCHED, "create", "patch"), "peering between replicas"),
+    Permission(
+        "kopf.dev",
+        "kopfpeerings",
+        (*WATCHED, "create", "patch", "get"),
+        "peering between replicas (`get`: which one runs the stores' timers)",
+    ),
 )
 
 # Cluster-wide: CRD discovery; and when the operator watches every namespace, the peering.
 DISCOVERY = (Permission("apiextensions.k8s.io", "customresourcedefinitions", WATCHED, "Kopf's discovery"),)
 ALL_NAMESPACES = (
-    Permission("kopf.dev", "clusterkopfpeerings", (*WATCHED, "create", "patch"), "peering between replicas"),
+    Permission(
+        "kopf.dev",
+        "clusterkopfpeerings",
+        (*WATCHED, "create", "patch", "get"),
+        "peering between replicas (`get`: which one runs the stores' timers)",
+    ),
 )
 
 # Granted but not seen in a request: admission checks them (OwnerReferencesPermissionEnforcement),
@@ -99,6 +109,7 @@ NOT_REQUESTED = frozenset(
         ("kopf.dev", "kopfpeerings", "watch"),
         ("kopf.dev", "kopfpeerings", "create"),
         ("kopf.dev", "kopfpeerings", "patch"),
+        ("kopf.dev", "kopfpeerings", "get"),
     }
 )
 
