@@ -35,6 +35,10 @@ CLIENT = f"{PREFIX}/client"
 # On volumes and backups kept after their store was deleted (`deletionPolicy: Retain`): the store's name.
 RETAINED_FROM = f"{PREFIX}/retained-from"
 
+# Kopf's finalizer (on stores, and on the backups and erasures its timers run for). A store's first
+# reconcile puts it on the store itself, with the store's first children (controller/decide.py).
+FINALIZER = f"{PREFIX}/finalizer"
+
 # Annotations.
 PAUSED = f"{PREFIX}/paused"
 # On a store: change its value to run a failed restore again.

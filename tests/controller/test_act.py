@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from memory_operator.controller import act
 from memory_operator.controller.child_events import STATUS_FIELDS
-from memory_operator.controller.decide import Decision
+from memory_operator.controller.decide import Decision, Finalizer
+from memory_operator.controller.kube import JSON_PATCH
 from memory_operator.render import APPLY_WAVES, apply_waves
 
 POD_OWNERS = {"StatefulSet", "Deployment", "Job", "CronJob"}
@@ -22,12 +24,29 @@ def manifest(kind: str, name: str = "a") -> dict[str, Any]:
 
 
 class Kube:
-    """Records when each apply starts and ends; an apply of `failing` kinds is refused."""
+    """Records when each apply (and patch) starts and ends; an apply of `failing` kinds is refused, a
+    patch answered with `patched` (an ApiException is raised)."""
 
-    def __init__(self, failing: frozenset[str] = frozenset(), slow: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        failing: frozenset[str] = frozenset(),
+        slow: frozenset[str] = frozenset(),
+        patched: Any = True,
+    ) -> None:
         self.log: list[tuple[str, str]] = []
         self.failing = failing
         self.slow = slow
+        self.patched = patched
+        self.patches: list[tuple[str, str, Any, str]] = []
+
+    async def patch(self, resource: Any, namespace: str, name: str, patch: Any, content_type: str) -> Any:
+        self.log.append(("start", "finalizer"))
+        self.patches.append((resource.kind, name, patch, content_type))
+        await asyncio.sleep(0.05)
+        self.log.append(("end", "finalizer"))
+        if isinstance(self.patched, ApiException):
+            raise self.patched
+        return {"patched": True} if self.patched else None
 
     async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         kind = manifest["kind"]
@@ -42,14 +61,16 @@ class Kube:
         await self.apply(manifest)
 
 
-def run(kube: Kube, manifests: list[dict[str, Any]]) -> list[Mapping[str, Any]]:
+def run(
+    kube: Kube, manifests: list[dict[str, Any]], finalizer: Finalizer | None = None
+) -> list[Mapping[str, Any]]:
     written: list[Mapping[str, Any]] = []
 
     def write(body: Mapping[str, Any]) -> None:
         kube.log.append(("written", body["kind"]))
         written.append(body)
 
-    decision = Decision(status=None, apply=manifests)
+    decision = Decision(status=None, apply=manifests, finalizer=finalizer)
     asyncio.run(act.act(kube, "ns", decision, "create", write))  # type: ignore[arg-type]
     return written
 
@@ -108,3 +129,37 @@ def test_a_refused_object_stops_the_next_waves_once_its_own_wave_has_answered() 
     applied = [kind for what, kind in kube.log if what == "end"]
     assert sorted(applied) == ["NetworkPolicy", "Secret", "Service", "ServiceAccount"]
     assert not POD_OWNERS & {kind for _, kind in kube.log}
+
+
+FINALIZER = Finalizer("a", [{"op": "add", "path": "/metadata/finalizers", "value": ["f"]}])
+
+
+def test_the_finalizer_goes_on_with_the_first_wave_before_any_pod_owner() -> None:
+    kube = Kube()
+    run(kube, NEW_STORE, FINALIZER)
+    assert kube.patches == [("MemoryStore", "a", FINALIZER.patch, JSON_PATCH)]
+    first_owner = min(i for i, (what, kind) in enumerate(kube.log) if what == "start" and kind in POD_OWNERS)
+    # In flight with the first wave (not a round of its own), answered before the StatefulSet started.
+    assert kube.log.index(("start", "finalizer")) < kube.log.index(("end", "Secret"))
+    assert kube.log.index(("end", "finalizer")) < first_owner
+    # Nothing else to apply: the finalizer still goes on.
+    kube = Kube()
+    run(kube, [], FINALIZER)
+    assert len(kube.patches) == 1
+
+
+@pytest.mark.parametrize(
+    "answer", [ApiException(status=422, reason="test failed"), ApiException(status=409), None]
+)
+def test_a_store_changed_or_gone_before_its_finalizer_gets_no_pod_owner(answer: Any) -> None:
+    """Its volumes would be made by a StatefulSet with nothing to release them: the handler is retried."""
+    kube = Kube(patched=answer)
+    with pytest.raises(kopf.TemporaryError, match="changed while its finalizer was added"):
+        run(kube, NEW_STORE, FINALIZER)
+    assert not POD_OWNERS & {kind for _, kind in kube.log}
+
+
+def test_a_failed_finalizer_patch_for_another_reason_is_raised_as_is() -> None:
+    kube = Kube(patched=ApiException(status=403, reason="forbidden"))
+    with pytest.raises(ApiException, match="forbidden"):
+        run(kube, NEW_STORE, FINALIZER)

@@ -108,6 +108,9 @@ def settle(snap: Snapshot) -> Snapshot:
             **{c["metadata"]["name"]: c for c in children.values() if c["kind"] == "Secret"},
         }
         body = {**snap.body, "status": decision.status.wire()}
+        if decision.finalizer is not None:
+            finalizers = [*(body["metadata"].get("finalizers") or []), labels.FINALIZER]
+            body["metadata"] = {**body["metadata"], "finalizers": finalizers}
         snap = Snapshot(
             **{
                 **snap.__dict__,
@@ -146,8 +149,36 @@ def test_a_converged_store_writes_nothing() -> None:
     snap = converged(store_body())
     decision = run(snap)
     assert decision.apply == [] and decision.prune == [] and decision.delete == [] and decision.adopt == []
+    assert decision.finalizer is None
     assert decision.status is not None and decision.status.phase == "Ready"
     assert decision.events == []
+
+
+def test_a_new_store_gets_the_finalizer_with_its_first_children_never_dropping_another() -> None:
+    body = store_body()
+    body["metadata"]["resourceVersion"] = "7"
+    decision = run(Snapshot(body=body))
+    assert decision.finalizer == decide.Finalizer(
+        "mem",
+        [
+            {"op": "test", "path": "/metadata/uid", "value": "uid-mem"},
+            # With no finalizer read, any change since the read fails the patch.
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+            {"op": "add", "path": "/metadata/finalizers", "value": [labels.FINALIZER]},
+        ],
+    )
+    body["metadata"]["finalizers"] = ["example.com/other"]
+    decision = run(Snapshot(body=body))
+    assert decision.finalizer is not None and decision.finalizer.patch[1:] == [
+        {"op": "test", "path": "/metadata/finalizers", "value": ["example.com/other"]},
+        {"op": "add", "path": "/metadata/finalizers/-", "value": labels.FINALIZER},
+    ]
+    body["metadata"]["finalizers"] = ["example.com/other", labels.FINALIZER]
+    assert run(Snapshot(body=body)).finalizer is None
+    # A store refused or paused gets no children, so needs no release.
+    assert run(Snapshot(body=store_body(paused=True))).finalizer is None
+    refused = store_body(vectorStore={"replicas": 1, "collection": {"replicationFactor": 2}})
+    assert run(Snapshot(body=refused)).finalizer is None
 
 
 def test_drift_is_repaired_child_by_child() -> None:

@@ -12,6 +12,7 @@ from e2e.cluster import store, wait_for
 from e2e.conftest import Cluster
 from e2e.test_backup import backup_phase, backup_store, memory_backup
 from e2e.test_store import claim_sizes, create_store, sts_replicas, wait_phase
+from memory_operator import labels
 from memory_operator.render import collection, names
 
 
@@ -50,6 +51,23 @@ def test_deletion_collects_children_and_keeps_or_deletes_volumes(cluster: Cluste
     else:
         wait_for(lambda: claim_sizes(cluster, ns) == {}, "every claim deleted", timeout=90)
         wait_for(lambda: cluster.client.get("MemoryBackup", ns, "bk-old") is None, "the backup deleted")
+
+
+def test_a_store_deleted_as_its_volumes_are_made_is_still_released(cluster: Cluster) -> None:
+    """The finalizer is on the store before its StatefulSet exists (it goes on with the first children),
+    so a store deleted as soon as its StatefulSet shows is released as its `deletionPolicy` says."""
+    ns = cluster.client.namespace("del-early")
+    s = create_store(cluster, store(ns, "early", deletionPolicy="Delete"))
+    sts = wait_for(
+        lambda: cluster.client.get("StatefulSet", ns, names.qdrant_statefulset_name(s)), "the StatefulSet"
+    )
+    body = cluster.client.get("MemoryStore", ns, "early")
+    assert body is not None and labels.FINALIZER in body["metadata"].get("finalizers", [])
+    assert sts["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
+    wait_for(lambda: claim_sizes(cluster, ns), "the StatefulSet's claim")
+    cluster.client.delete("MemoryStore", ns, "early")
+    wait_for(lambda: cluster.client.get("MemoryStore", ns, "early") is None, "the store gone")
+    wait_for(lambda: claim_sizes(cluster, ns) == {}, "every claim deleted", timeout=90)
 
 
 def test_deleting_a_namespace_with_stores_completes(cluster: Cluster) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -13,8 +13,17 @@ from kubernetes.client.exceptions import ApiException
 from memory_operator import labels
 from memory_operator.controller import metrics, status
 from memory_operator.controller.child_events import STATUS_FIELDS
-from memory_operator.controller.decide import Decision, Event
-from memory_operator.controller.kube import BACKUP, PVC, RESOURCES, STATEFULSET, STORE, Kube, event_target
+from memory_operator.controller.decide import Decision, Event, Finalizer
+from memory_operator.controller.kube import (
+    BACKUP,
+    JSON_PATCH,
+    PVC,
+    RESOURCES,
+    STATEFULSET,
+    STORE,
+    Kube,
+    event_target,
+)
 from memory_operator.controller.plan import ObjectRef
 from memory_operator.controller.validation import Problem
 from memory_operator.render import apply_waves
@@ -48,8 +57,11 @@ async def act(
     for ref in decision.delete:
         logger.info("deleting %s %s/%s", ref.kind, namespace, ref.name)
         await kube.delete(RESOURCES[(ref.api_version, ref.kind)], namespace, ref.name)
-    for wave in apply_waves(decision.apply):
-        await apply_together(kube, namespace, wave, trigger, written)
+    # The finalizer goes on with the first wave: before the StatefulSet, whose volumes release keeps or
+    # deletes, and without a round of its own.
+    finalize = [] if decision.finalizer is None else [add_finalizer(kube, namespace, decision.finalizer)]
+    for index, wave in enumerate(apply_waves(decision.apply) or [[]]):
+        await apply_together(kube, namespace, wave, trigger, written, also=finalize if index == 0 else [])
     if trigger == "timer" and decision.apply:
         metrics.DRIFT_REPAIRS.inc(len(decision.apply))
     for ref in decision.prune:
@@ -66,12 +78,18 @@ async def act(
 
 
 async def apply_together(
-    kube: Kube, namespace: str, wave: list[Mapping[str, Any]], trigger: str, written: Written
+    kube: Kube,
+    namespace: str,
+    wave: list[Mapping[str, Any]],
+    trigger: str,
+    written: Written,
+    also: Sequence[Awaitable[None]] = (),
 ) -> None:
-    """Apply every manifest of a wave at once: a store's reconcile waits for its slowest child, not for
-    the sum of them (a Service's cluster IP is allocated one at a time cluster-wide). `written` is told
-    each object as soon as it is applied, before the watch's echo of it can count as news. Raises the
-    first failure, in the wave's order, once every apply has answered (none is left running)."""
+    """Apply every manifest of a wave at once (and run `also` with them): a store's reconcile waits for
+    its slowest child, not for the sum of them (a Service's cluster IP is allocated one at a time
+    cluster-wide). `written` is told each object as soon as it is applied, before the watch's echo of it
+    can count as news. Raises the first failure, in the wave's order, once every apply has answered
+    (none is left running)."""
 
     async def apply(manifest: Mapping[str, Any]) -> None:
         logger.info(
@@ -86,9 +104,25 @@ async def apply_together(
         else:  # nothing reads the answer
             await kube.apply_unanswered(manifest)
 
-    for result in await asyncio.gather(*(apply(m) for m in wave), return_exceptions=True):
+    for result in await asyncio.gather(*(apply(m) for m in wave), *also, return_exceptions=True):
         if isinstance(result, BaseException):
             raise result
+
+
+async def add_finalizer(kube: Kube, namespace: str, finalizer: Finalizer) -> None:
+    """Put the operator's finalizer on the store. A store that changed since it was read (its finalizers
+    or, with none, anything), is being deleted or is gone gets no more children from this reconcile: it
+    is tried again (Kopf retries the handler) from what the watch shows by then."""
+    try:
+        added = await kube.patch(STORE, namespace, finalizer.store, finalizer.patch, content_type=JSON_PATCH)
+    except ApiException as error:
+        if error.status not in (409, 422):
+            raise
+        added = None
+    if added is None:
+        raise kopf.TemporaryError(
+            f"MemoryStore {namespace}/{finalizer.store} changed while its finalizer was added", delay=1
+        )
 
 
 async def grow_claims(kube: Kube, namespace: str, claims: list[tuple[str, str]]) -> Problem | None:

@@ -95,6 +95,38 @@ def steps(
     )
 
 
+@dataclass(frozen=True)
+class Finalizer:
+    """A JSON patch that puts the operator's finalizer on a store, so that its deletion waits for its
+    release (its volumes and backups kept or deleted, as `deletionPolicy` says). It only adds: it
+    applies to the store read (its uid) with the finalizers read (or, with none, its resourceVersion),
+    and fails otherwise, never dropping another's finalizer or touching a store made again."""
+
+    store: str
+    patch: list[dict[str, Any]]
+
+
+def finalizer_patch(body: Mapping[str, Any]) -> Finalizer | None:
+    """Kopf's finalizer for the store, when it has none: added by the store's first reconcile with its
+    first children (before its StatefulSet makes volumes), not in a round of its own."""
+    meta = body["metadata"]
+    present = list(meta.get("finalizers") or [])
+    if labels.FINALIZER in present:
+        return None
+    patch: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": meta.get("uid")}]
+    if present:
+        patch += [
+            {"op": "test", "path": "/metadata/finalizers", "value": present},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": labels.FINALIZER},
+        ]
+    else:
+        patch += [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")},
+            {"op": "add", "path": "/metadata/finalizers", "value": [labels.FINALIZER]},
+        ]
+    return Finalizer(str(meta["name"]), patch)
+
+
 @dataclass
 class Decision:
     status: MemoryStoreStatus | None
@@ -116,6 +148,8 @@ class Decision:
     events: list[Event] = field(default_factory=list)
     backup_gauges: tuple[float | None, float | None] = (None, None)
     """Since when backups are scheduled, and the last success (Unix times), for the metrics."""
+    finalizer: Finalizer | None = None
+    """The operator's finalizer to put on the store, which does not have it yet."""
 
     @property
     def phase(self) -> str | None:
@@ -165,6 +199,7 @@ def decide(
     if upgraded.backup is not None:
         decision.create = [backup_render.upgrade_backup(store, qdrant_render.image(store, settings.images))]
     decision.adopt = retained(snap)
+    decision.finalizer = finalizer_patch(body)
     decision.backup_gauges = backup_gauges(store, snap)
     decision.status = store_status(store, snap, previous, decision, decided, keys.secret_name, policies, now)
     decision.events = (

@@ -29,7 +29,9 @@ class Permission:
 
 # Namespaced: granted in every watched namespace (a ClusterRole when the operator watches all).
 NAMESPACED = (
-    Permission(GROUP, "memorystores", (*WATCHED, "patch"), "watch cache; Kopf's finalizer and annotations"),
+    Permission(
+        GROUP, "memorystores", (*WATCHED, "patch"), "watch cache; the finalizer and Kopf's annotations"
+    ),
     Permission(GROUP, "memorypolicies", (*WATCHED, "patch"), "watch cache; Kopf's annotations"),
     Permission(
         GROUP,

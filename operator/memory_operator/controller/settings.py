@@ -17,7 +17,6 @@ from memory_operator.controller import cache
 # Kopf keeps its progress and last-handled spec under a subdomain of ours, so that our own annotations
 # (e.g. memory-operator.io/paused) stay part of what Kopf compares to detect changes.
 KOPF_PREFIX = f"kopf.{labels.PREFIX}"
-FINALIZER = f"{labels.PREFIX}/finalizer"
 # How long an object's worker waits for more events before it frees its slot. Kopf's default (5 s)
 # admits a burst of new objects in waves; events of one object still come together within it.
 IDLE_TIMEOUT_SECONDS = 1.0
@@ -71,7 +70,7 @@ class Options:
 
 
 def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> None:
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = labels.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = LeanDiffBaseStorage(
         groups=(GROUP,), prefix=KOPF_PREFIX, key="last-handled-configuration"

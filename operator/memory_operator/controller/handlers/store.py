@@ -22,7 +22,11 @@ CHILD_SETTLE_SECONDS = 0.5
 
 
 def needs_finalizer(body: kopf.Body, **_: Any) -> bool:
-    """Only a store that has children (its status names its Secret) needs cleanup on deletion."""
+    """A store that has its finalizer (its first reconcile puts it on with its first children) or that
+    has children (its status names its Secret: a store of an earlier version) is released on deletion.
+    Kopf adds the finalizer only to a store of the second kind, and removes none of the first."""
+    if labels.FINALIZER in (body.get("metadata", {}).get("finalizers") or []):
+        return True
     return bool((body.get("status") or {}).get("credentialsSecret"))
 
 
