@@ -123,3 +123,19 @@ def test_set_condition_replaces_by_type() -> None:
         ("A", "still fine", "T1"),
         ("B", "bad", "T2"),
     ]
+
+
+def test_times_are_read_as_the_api_writes_them_and_zone_less_ones_as_utc() -> None:
+    import datetime
+
+    import pytest
+
+    utc = datetime.UTC
+    assert status.parse_rfc3339("2026-01-02T03:04:05Z") == datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=utc)
+    assert status.parse_rfc3339("2026-01-02T03:04:05.123456Z").microsecond == 123456
+    assert status.parse_rfc3339("2026-01-02T04:04:05+01:00") == status.parse_rfc3339("2026-01-02T03:04:05Z")
+    # Kopf's peering objects write their times without a zone, in UTC.
+    assert status.parse_rfc3339("2026-01-02T03:04:05.5").tzinfo == utc
+    assert status.parse_rfc3339(status.now_rfc3339()).tzinfo == utc
+    with pytest.raises(ValueError):
+        status.parse_rfc3339("yesterday")

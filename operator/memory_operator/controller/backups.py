@@ -4,7 +4,6 @@ reconcile's to decide; this follows the Job."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from memory_operator.api.store import MemoryStore
-from memory_operator.controller import results
+from memory_operator.controller import results, status
 from memory_operator.controller.decide import FINISHED, Event, backup_phase
 from memory_operator.render import names
 
@@ -113,11 +112,7 @@ def _age_seconds(meta: Mapping[str, Any], now: str) -> float:
     created = meta.get("creationTimestamp")
     if not created:
         return float("inf")
-    return (_parse(now) - _parse(str(created))).total_seconds()
-
-
-def _parse(timestamp: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return (status.parse_rfc3339(now) - status.parse_rfc3339(str(created))).total_seconds()
 
 
 def _same(current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -406,8 +406,3 @@ def decide(
         condition=condition,
         renewed=renewed,
     )
-
-
-def parse_time(now: str) -> dt.datetime:
-    """The reconcile's RFC 3339 time as a datetime."""
-    return dt.datetime.fromisoformat(now.replace("Z", "+00:00"))

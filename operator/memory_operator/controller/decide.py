@@ -87,7 +87,7 @@ def steps(
         tls=certificates.decide(
             store,
             snap.secrets,
-            certificates.parse_time(now or status.now_rfc3339()),
+            status.parse_rfc3339(now or status.now_rfc3339()),
             minter or certificates.FreshMinter(),
             cert_manager=settings.cert_manager,
         ),
@@ -512,19 +512,13 @@ def backup_gauges(store: MemoryStore, snap: Snapshot) -> tuple[float | None, flo
     newest successful backup completed."""
     backup = store.spec.backup
     scheduled = backup is not None and not backup.suspend and store.metadata.creation_timestamp
-    since = _epoch(str(store.metadata.creation_timestamp)) if scheduled else None
+    since = status.parse_rfc3339(str(store.metadata.creation_timestamp)).timestamp() if scheduled else None
     completed = [
         str(b["status"]["stopTime"])
         for b in store_backups(store, snap.backups)
         if backup_phase(b) == "Completed" and (b.get("status") or {}).get("stopTime")
     ]
-    return since, (_epoch(max(completed)) if completed else None)
-
-
-def _epoch(timestamp: str) -> float:
-    import datetime
-
-    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    return since, (status.parse_rfc3339(max(completed)).timestamp() if completed else None)
 
 
 def last_backup(store: MemoryStore, snap: Snapshot) -> LastBackup | None:

@@ -208,7 +208,7 @@ def _retrying(
     now: str,
 ) -> ErasureOutcome:
     """The store was down: the erasure stays Running, its next attempt after a growing delay."""
-    again = _parse(failed_at) + datetime.timedelta(seconds=retry_delay(attempt))
+    again = status.parse_rfc3339(failed_at) + datetime.timedelta(seconds=retry_delay(attempt))
     message = (
         f"attempt {attempt} found the store unavailable ({error}); attempt {attempt + 1} starts at "
         f"{_rfc3339(again)}"
@@ -221,7 +221,7 @@ def _retrying(
     recorded = current.attempts == attempt and previous is not None and previous.reason == STORE_UNAVAILABLE
     events = [] if recorded else [Event(erasure, "ErasureRetrying", message)]
     # The attempt's failure is recorded (by an earlier write) before its Job goes.
-    retry = recorded and _parse(now) >= again
+    retry = recorded and status.parse_rfc3339(now) >= again
     return ErasureOutcome(outcome.status, events, retry=retry, outcome=None if recorded else "retried")
 
 
@@ -297,7 +297,7 @@ def backup_facts(
     """How many of the store's backups may hold the subject, until when, and the condition saying so."""
     holding = holding_backups(model.spec.store, backups, completed)
     newer = newer_completed(model.spec.store, backups, holding)
-    until = age_out_by(_store_model(store), holding, newer, _parse(now))
+    until = age_out_by(_store_model(store), holding, newer, status.parse_rfc3339(now))
     facts = {"backups_holding_subject": len(holding), "backups_age_out_by": until}
     if not holding:
         message = "no backup of the store taken before the erasure is left"
@@ -322,13 +322,13 @@ def backup_facts(
 def taken_time(backup: Body) -> datetime.datetime | None:
     """When the backup was taken: its start, else its creation."""
     value = (backup.get("status") or {}).get("startTime") or backup["metadata"].get("creationTimestamp")
-    return _parse(value) if value else None
+    return status.parse_rfc3339(value) if value else None
 
 
 def pruning_time(backup: Body) -> datetime.datetime | None:
     """The time retention ages the backup by: when it completed (its manifest's time)."""
     value = (backup.get("status") or {}).get("stopTime")
-    return _parse(value) if value else taken_time(backup)
+    return status.parse_rfc3339(value) if value else taken_time(backup)
 
 
 def _of_store(store: str, backups: Sequence[Body]) -> list[Body]:
@@ -346,7 +346,7 @@ def holding_backups(store: str, backups: Sequence[Body], completed: str | None) 
     """The store's backups (not failed) taken before the erasure completed, oldest first."""
     if completed is None:
         return []
-    end = _parse(completed)
+    end = status.parse_rfc3339(completed)
     return [b for b in _of_store(store, backups) if (taken_time(b) or end) < end]
 
 
@@ -444,10 +444,6 @@ def _valid_or_empty(raw: Any) -> dict[str, Any]:
     except ValidationError:
         return {}
     return dict(raw or {})
-
-
-def _parse(value: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _rfc3339(when: datetime.datetime) -> str:

@@ -253,6 +253,6 @@ def _time(value: str | None) -> datetime.datetime | None:
     if not value:
         return None
     try:
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return status.parse_rfc3339(value)
     except ValueError:
         return None

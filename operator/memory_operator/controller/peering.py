@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from memory_operator.controller.kube import CLUSTER_PEERING, PEERING, Resource
+from memory_operator.controller.status import parse_rfc3339
 
 # An answer of the peering objects is trusted this long before they are read again.
 CHECK_SECONDS = 5.0
@@ -33,10 +34,7 @@ def paused(peers: Mapping[str, Any] | None, identity: str, priority: int, now: d
         last = seen.get("lastseen")
         if last is None:
             continue
-        lastseen = datetime.datetime.fromisoformat(str(last).replace("Z", "+00:00"))
-        if lastseen.tzinfo is None:
-            lastseen = lastseen.replace(tzinfo=datetime.UTC)
-        alive = lastseen + datetime.timedelta(seconds=int(seen.get("lifetime", 60))) > now
+        alive = parse_rfc3339(str(last)) + datetime.timedelta(seconds=int(seen.get("lifetime", 60))) > now
         if alive and int(seen.get("priority", 0)) >= priority:
             return True
     return False

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from memory_operator.api.canary import CanarySummary
-from memory_operator.controller import results
+from memory_operator.controller import results, status
 from memory_operator.controller.decide import Event
 
 CANARY_MANAGER = "memory-operator-canary"
@@ -89,10 +89,8 @@ def canary_gauges(store: Mapping[str, Any]) -> dict[str, float] | None:
 
 
 def results_epoch(rfc3339: str) -> float:
-    import datetime
-
     try:
-        return datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+        return status.parse_rfc3339(rfc3339).timestamp()
     except ValueError:
         return 0.0
 

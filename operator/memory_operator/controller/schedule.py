@@ -17,6 +17,7 @@ from typing import Any
 from croniter import croniter
 
 from memory_operator.api.store import MemoryStore
+from memory_operator.controller.status import parse_rfc3339
 
 # Object names end up as label values (the backup Job's `memory-operator.io/backup`): 63 characters.
 MAX_NAME_LENGTH = 63
@@ -58,7 +59,7 @@ def due_backup(
         return None
     tick = fire_time(spec.schedule, now)
     created = store.metadata.creation_timestamp
-    if created is None or tick < _parse(created):
+    if created is None or tick < parse_rfc3339(created):
         return None
     name = scheduled_backup_name(store.metadata.name, tick)
     mine = [
@@ -69,7 +70,3 @@ def due_backup(
     if any(((b.get("status") or {}).get("phase") or "Pending") not in ("Completed", "Failed") for b in mine):
         return None
     return name
-
-
-def _parse(timestamp: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))

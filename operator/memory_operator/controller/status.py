@@ -16,6 +16,13 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_rfc3339(value: str) -> datetime.datetime:
+    """A time as the API writes it (`2026-01-02T03:04:05Z`) as an aware datetime; one without a zone is
+    UTC. Raises ValueError for anything else."""
+    parsed = datetime.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
+
+
 def condition(type_: str, ok: bool | None, reason: str, message: str, generation: int | None) -> Condition:
     status = "Unknown" if ok is None else ("True" if ok else "False")
     return Condition(

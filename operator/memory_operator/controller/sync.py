@@ -141,7 +141,3 @@ async def schedule_backup(
     logger.info("creating scheduled MemoryBackup %s/%s", namespace, due)
     await kube.create(backup_render.scheduled_backup(store, due))
     return due
-
-
-def _epoch(rfc3339: str) -> float:
-    return datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
