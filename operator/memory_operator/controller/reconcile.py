@@ -64,6 +64,9 @@ class Reconciler:
         self._fresh: dict[str, Credentials] = {}
         # Likewise the certificates minted for a store: the same ones until its Secrets show them.
         self._minters: dict[str, certificates.KeptMinter] = {}
+        # Stores given the finalizer, by uid, until the watch shows it on them: in a burst the watch
+        # lags by seconds, and a patch made from the older body would be refused.
+        self._finalized: set[str] = set()
         # Which events of the stores' workloads and Jobs are worth a reconcile.
         self.child_events = ChildEvents()
         self._changes = 0
@@ -196,17 +199,29 @@ class Reconciler:
         body = cache.store(namespace, name)
         if body is None:
             return None
-        snap = observe(cache, body)
-        now = status.now_rfc3339()
         uid = str(body["metadata"].get("uid"))
+        snap = observe(cache, self._with_known_finalizer(uid, body))
+        now = status.now_rfc3339()
         minter = self._minters.setdefault(uid, certificates.KeptMinter())
         decision = decide.decide(snap, self.render_settings, self._fresh_keys(snap), now, minter)
         metrics.record_backups(namespace, name, *decision.backup_gauges)
         problem = await act.act(self.kube, namespace, decision, trigger, self.child_events.written)
+        if decision.finalizer is not None:
+            self._finalized.add(uid)
         if problem is not None:
             decision = decide.refuse(body, decide.previous_status(body), [problem], None, now)
         await act.report(self.kube, body, decision)
         return decision.phase
+
+    def _with_known_finalizer(self, uid: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The store with the finalizer this operator put on it, until the watch shows it (and once it
+        does, a store without it has had it removed)."""
+        finalizers = list(body["metadata"].get("finalizers") or [])
+        if labels.FINALIZER in finalizers:
+            self._finalized.discard(uid)
+        elif uid in self._finalized:
+            return {**body, "metadata": {**body["metadata"], "finalizers": [*finalizers, labels.FINALIZER]}}
+        return body
 
     def _fresh_keys(self, snap: Any) -> Credentials:
         uid = str(snap.body["metadata"].get("uid"))
@@ -246,6 +261,7 @@ class Reconciler:
                     await self._release_one(resource, namespace, name, obj, policy, meta["uid"])
         self._fresh.pop(str(meta.get("uid")), None)
         self._minters.pop(str(meta.get("uid")), None)
+        self._finalized.discard(str(meta.get("uid")))
         metrics.PHASE_BOOK.record(namespace, name, None)
         metrics.record_backups(namespace, name, None, None)
 
