@@ -62,30 +62,20 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         if type is not None:
             await reconcile_stores(cache, namespace, {str((client.get("spec") or {}).get("store") or "")})
 
-    # A store's certificate Secret changed (a new CA bundle): its clients get it.
+    # A store's certificate Secret (a new CA bundle: its clients get it) or the Secret of its clients as
+    # its servers read them (its clients may be admitted now). One handler for both: every Secret of
+    # every store passes it.
     @kopf.on.event(
-        "", "v1", "secrets", registry=registry, id="store-certificate", labels={labels.STORE: kopf.PRESENT}
+        "", "v1", "secrets", registry=registry, id="store-secret", labels={labels.STORE: kopf.PRESENT}
     )
-    async def store_certificate_changed(
+    async def store_secret_changed(
         namespace: str | None, name: str, labels: kopf.Labels, **kwargs: Any
     ) -> None:
         assert namespace, "a namespaced resource"
         store = labels[_STORE]
-        if name == names.tls_secret_name(render_clients.store_named(namespace, store)):
+        stand_in = render_clients.store_named(namespace, store)
+        if name in (names.tls_secret_name(stand_in), names.clients_secret_name(stand_in)):
             await sync.sync_store(Cache.of(kwargs), namespace, store)
-
-    # What a store's servers read changed: its clients may be admitted now.
-    @kopf.on.event(
-        "", "v1", "secrets", registry=registry, id="clients-file", labels={labels.STORE: kopf.PRESENT}
-    )
-    async def clients_file_changed(
-        namespace: str | None, name: str, labels: kopf.Labels, **kwargs: Any
-    ) -> None:
-        assert namespace, "a namespaced resource"
-        store = labels[_STORE]
-        if name != names.clients_secret_name(render_clients.store_named(namespace, store)):
-            return
-        await sync.sync_store(Cache.of(kwargs), namespace, store)
 
     # A store made or deleted: its clients' `StoreNotFound` comes or goes.
     @kopf.on.event(*STORES, registry=registry, id="store-clients")
