@@ -139,3 +139,5 @@ def test_times_are_read_as_the_api_writes_them_and_zone_less_ones_as_utc() -> No
     assert status.parse_rfc3339(status.now_rfc3339()).tzinfo == utc
     with pytest.raises(ValueError):
         status.parse_rfc3339("yesterday")
+    # Written back as the API writes it: in UTC, to the second.
+    assert status.rfc3339(status.parse_rfc3339("2026-01-02T04:04:05.9+01:00")) == "2026-01-02T03:04:05Z"

@@ -211,7 +211,7 @@ def _retrying(
     again = status.parse_rfc3339(failed_at) + datetime.timedelta(seconds=retry_delay(attempt))
     message = (
         f"attempt {attempt} found the store unavailable ({error}); attempt {attempt + 1} starts at "
-        f"{_rfc3339(again)}"
+        f"{status.rfc3339(again)}"
     )
     new = current.model_copy(
         update={"phase": "Running", "start_time": started, "attempts": attempt, "error": error}
@@ -385,7 +385,7 @@ def age_out_by(
     if spec.retention.max_age and taken is not None:
         threshold = max(now, taken + parse_duration(spec.retention.max_age))
         candidates.append(croniter(spec.schedule, threshold).get_next(datetime.datetime))
-    return _rfc3339(min(candidates))
+    return status.rfc3339(min(candidates))
 
 
 # --- plumbing -------------------------------------------------------------------------------------
@@ -444,7 +444,3 @@ def _valid_or_empty(raw: Any) -> dict[str, Any]:
     except ValidationError:
         return {}
     return dict(raw or {})
-
-
-def _rfc3339(when: datetime.datetime) -> str:
-    return when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -13,7 +13,12 @@ from memory_operator.controller.validation import Problem
 
 
 def now_rfc3339() -> str:
-    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.datetime.now(tz=datetime.UTC))
+
+
+def rfc3339(when: datetime.datetime) -> str:
+    """An aware time as the API writes it, in UTC to the second (`2026-01-02T03:04:05Z`)."""
+    return when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(value: str) -> datetime.datetime:
