@@ -20,8 +20,8 @@ KOPF_PREFIX = f"kopf.{labels.PREFIX}"
 # How long an object's worker waits for more events before it frees its slot. Kopf's default (5 s)
 # admits a burst of new objects in waves; events of one object still come together within it.
 IDLE_TIMEOUT_SECONDS = 1.0
-# A store deleted while one of its timers runs keeps its finalizer until the timer returns; Kopf looks
-# again after this long (its default, 60 s, holds every such deletion a minute).
+# A backup or an erasure deleted while one of its Kopf timers runs keeps its finalizer until the timer
+# returns; Kopf looks again after this long (its default, 60 s, holds every such deletion a minute).
 TIMER_EXIT_POLL_SECONDS = 2.0
 # How long Kopf waits for the watch to show its own patch of an object before it runs the object's
 # handlers on what it has. Its default (5 s) is shorter than the watch's lag while hundreds of stores
