@@ -22,7 +22,7 @@ import functools
 import hashlib
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,21 +57,25 @@ class Watched:
         return f"index_{self.plural}"
 
 
-# The children of stores (and of their backups), listed by their `store` label.
-CHILDREN = (
+# The children of stores (and of their backups), listed by their `store` label. Those whose changes no
+# handler answers are kept by the operator's own streams (informer.py), the others by Kopf's indexes.
+INFORMED = (
     Watched("", "v1", "configmaps", "ConfigMap"),
     Watched("", "v1", "services", "Service"),
     Watched("", "v1", "serviceaccounts", "ServiceAccount"),
     Watched("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
-    Watched("apps", "v1", "statefulsets", "StatefulSet"),
-    Watched("apps", "v1", "deployments", "Deployment"),
-    Watched("batch", "v1", "jobs", "Job"),
     Watched("batch", "v1", "cronjobs", "CronJob"),
     Watched("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     Watched("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
-    # A store's cert-manager Certificate (`tls.issuerRef`); watched once the cluster serves the kind.
+)
+INDEXED = (
+    Watched("apps", "v1", "statefulsets", "StatefulSet"),
+    Watched("apps", "v1", "deployments", "Deployment"),
+    Watched("batch", "v1", "jobs", "Job"),
+    # A store's cert-manager Certificate (`tls.issuerRef`); Kopf watches it once the cluster serves it.
     Watched("cert-manager.io", "v1", "certificates", "Certificate"),
 )
+CHILDREN = INFORMED + INDEXED
 SECRETS = Watched("", "v1", "secrets", "Secret", selector=None)
 # Pods of the jobs only, once finished: their termination message is the job's summary. A job pod's
 # one container never restarts (`restartPolicy: Never`), so it has terminated exactly when the pod has
@@ -207,7 +211,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     The index functions are coroutines though they never wait: Kopf runs a plain function in a
     thread of its executor, a handoff that costs more than the function (thousands of events in a
     burst)."""
-    for watched in CHILDREN:
+    for watched in INDEXED:
         _register_children(registry, watched)
 
     @kopf.index(*_selector(SECRETS), registry=registry, id=SECRETS.index_id)
@@ -235,12 +239,23 @@ def _selector(watched: Watched) -> tuple[str, str, str]:
 
 
 def _register_children(registry: kopf.OperatorRegistry, watched: Watched) -> None:
+    entry = children_index_entry(watched)
+
     @kopf.index(*_selector(watched), registry=registry, id=watched.index_id)
-    async def index_children(
-        namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-    ) -> dict[Any, Any]:
-        owner = labels.get(_store_label())
-        return {(namespace, owner): Packed.of(trimmed(body, watched))} if owner else {}
+    async def index_children(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        found = entry(body)
+        return dict([found]) if found else {}
+
+
+def children_index_entry(watched: Watched) -> Callable[[Body], tuple[Any, Packed] | None]:
+    """How a child is indexed: under its store's namespace and name, packed (none without the label)."""
+
+    def entry(body: Body) -> tuple[Any, Packed] | None:
+        meta = body.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(_store_label())
+        return ((meta.get("namespace"), owner), Packed.of(trimmed(body, watched))) if owner else None
+
+    return entry
 
 
 def _register_by_namespace(registry: kopf.OperatorRegistry, watched: Watched) -> None:
@@ -264,11 +279,12 @@ class Cache:
     indexes: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, kwargs: Mapping[str, Any]) -> Cache:
+    def of(cls, kwargs: Mapping[str, Any], informed: Mapping[str, Any] | None = None) -> Cache:
+        """Kopf's indexes from a handler's keyword arguments, with the operator's own (`informed`)."""
         ids = {
             w.index_id for w in (*CHILDREN, SECRETS, JOB_PODS, STORES, POLICIES, BACKUPS, CLIENTS, ERASURES)
         }
-        return cls({key: value for key, value in kwargs.items() if key in ids})
+        return cls({**{key: value for key, value in kwargs.items() if key in ids}, **(informed or {})})
 
     def _raw(self, watched: Watched, key: Any) -> list[Any]:
         index = self.indexes.get(watched.index_id)

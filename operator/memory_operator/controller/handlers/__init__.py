@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import kopf
 
 from memory_operator.controller import cache
+from memory_operator.controller.cache import Cache
 from memory_operator.controller.client_sync import ClientSync
+from memory_operator.controller.informer import Informers
 from memory_operator.controller.kube import Kube
 from memory_operator.controller.peering import Peering
 from memory_operator.controller.reconcile import Reconciler
@@ -24,6 +28,14 @@ class Context:
     options: Options
     # Among replicas: which one runs the operator's own loops (None: alone).
     peering: Peering | None = None
+    # The children no handler answers, kept by the operator's own streams (started at startup).
+    informers: Informers = field(default_factory=lambda: Informers(cache.INFORMED))
+
+    async def cache(self, kwargs: Mapping[str, Any]) -> Cache:
+        """What a handler reads: Kopf's indexes from its keyword arguments, and the informed kinds once
+        listed (a reconcile never mistakes a child not yet listed for a missing one)."""
+        await self.informers.listed()
+        return Cache.of(kwargs, self.informers.indexes)
 
 
 def register_all(registry: kopf.OperatorRegistry, context: Context) -> None:

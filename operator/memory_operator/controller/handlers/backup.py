@@ -26,7 +26,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         type: str, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
     ) -> None:
         assert namespace, "a namespaced resource"
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         if type != "DELETED":
             await sync.sync_backup(kube, cache, namespace, name)
         store = ((body.get("spec") or {}).get("storeRef") or {}).get("name")
@@ -37,7 +37,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     @kopf.timer(*BACKUPS, registry=registry, interval=30, idle=None, when=_unfinished)
     async def backup_waiting(namespace: str | None, name: str, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
-        await sync.sync_backup(kube, Cache.of(kwargs), namespace, name)
+        await sync.sync_backup(kube, await context.cache(kwargs), namespace, name)
 
     @kopf.on.event(
         "batch", "v1", "jobs", registry=registry, id="backup-job", labels={labels.BACKUP: kopf.PRESENT}
@@ -47,7 +47,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     ) -> None:
         assert namespace, "a namespaced resource"
         if type != "DELETED":
-            await sync.sync_backup(kube, Cache.of(kwargs), namespace, labels[_BACKUP])
+            await sync.sync_backup(kube, await context.cache(kwargs), namespace, labels[_BACKUP])
 
     @kopf.on.event(
         "batch", "v1", "jobs", registry=registry, id="expiration-job", labels={labels.POLICY: kopf.PRESENT}
@@ -58,7 +58,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         assert namespace, "a namespaced resource"
         if type == "DELETED" or not labels.get(_STORE):
             return
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         if await sync.record_run(kube, cache, dict(body), labels[_POLICY], labels[_STORE]):
             await sync.sync_policy(kube, cache, namespace, labels[_POLICY])
 
@@ -76,7 +76,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     ) -> None:
         assert namespace, "a namespaced resource"
         if type != "DELETED":
-            await sync.record_canary(kube, Cache.of(kwargs), dict(body), labels[_STORE])
+            await sync.record_canary(kube, await context.cache(kwargs), dict(body), labels[_STORE])
 
 
 def _unfinished(body: kopf.Body, **_: Any) -> bool:

@@ -35,7 +35,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         type: str | None, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
     ) -> None:
         assert namespace, "a namespaced resource"
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         store = str((body.get("spec") or {}).get("store") or "")
         previous = sync.stores.get((namespace, name))
         if type == "DELETED":
@@ -54,7 +54,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         type: str | None, namespace: str | None, labels: kopf.Labels, **kwargs: Any
     ) -> None:
         assert namespace, "a namespaced resource"
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         client = cache.client(namespace, labels[_CLIENT])
         if client is None:
             return
@@ -75,7 +75,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         store = labels[_STORE]
         stand_in = render_clients.store_named(namespace, store)
         if name in (names.tls_secret_name(stand_in), names.clients_secret_name(stand_in)):
-            await sync.sync_store(Cache.of(kwargs), namespace, store)
+            await sync.sync_store(await context.cache(kwargs), namespace, store)
 
     # A store made or deleted: its clients' `StoreNotFound` comes or goes.
     @kopf.on.event(*STORES, registry=registry, id="store-clients")
@@ -87,7 +87,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         # TLS turned on or off, or its certificate source changed: the clients' URLs and CA bundle.
         tls = (body.get("spec") or {}).get("tls")
         if sync.store_tls_changed(namespace, name, tls) or appeared_or_went:
-            await sync.sync_store(Cache.of(kwargs), namespace, name)
+            await sync.sync_store(await context.cache(kwargs), namespace, name)
 
 
 _CLIENT, _STORE = labels.CLIENT, labels.STORE

@@ -30,7 +30,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         type: str | None, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
     ) -> None:
         assert namespace, "a namespaced resource"
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         if type != "DELETED":
             await sync_erasure(kube, cache, namespace, name)
         if type is None:
@@ -44,14 +44,14 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     @kopf.timer(*ERASURES, registry=registry, interval=CHECK_SECONDS, idle=None, when=_unfinished)
     async def erasure_waiting(namespace: str | None, name: str, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
-        await sync_erasure(kube, Cache.of(kwargs), namespace, name)
+        await sync_erasure(kube, await context.cache(kwargs), namespace, name)
 
     @kopf.on.event(
         "batch", "v1", "jobs", registry=registry, id="erasure-job", labels={labels.ERASURE: kopf.PRESENT}
     )
     async def erasure_job_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
-        await sync_erasure(kube, Cache.of(kwargs), namespace, str(labels[_ERASURE]))
+        await sync_erasure(kube, await context.cache(kwargs), namespace, str(labels[_ERASURE]))
 
     # Backups taken, completed or pruned change which backups still hold an erased subject.
     @kopf.on.event(*BACKUPS, registry=registry, id="erasure-backups")
@@ -61,7 +61,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
             return
         store = ((body.get("spec") or {}).get("storeRef") or {}).get("name")
         if store:
-            await sync_store_erasures(kube, Cache.of(kwargs), namespace, str(store))
+            await sync_store_erasures(kube, await context.cache(kwargs), namespace, str(store))
 
     # A store made, deleted or restored: its unfinished erasures' state follows (every erasure's when
     # it comes or goes; completed ones follow the backups, and are kept for good: many of them).
@@ -70,7 +70,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         assert namespace, "a namespaced resource"
         if type is not None:
             finished = type in ("ADDED", "DELETED")
-            await sync_store_erasures(kube, Cache.of(kwargs), namespace, name, finished=finished)
+            await sync_store_erasures(kube, await context.cache(kwargs), namespace, name, finished=finished)
 
 
 def _unfinished(body: kopf.Body, **_: Any) -> bool:

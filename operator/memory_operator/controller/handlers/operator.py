@@ -1,4 +1,4 @@
-"""Operator-wide handlers: login, settings at startup and the liveness probe."""
+"""Operator-wide handlers: login, settings and the informed kinds' streams at startup, the liveness probe."""
 
 from __future__ import annotations
 
@@ -23,12 +23,18 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         apply_kopf_settings(settings, context.options)
         memory.tune_collector()
+        options = context.options
+        context.informers.start(settings, None if options.all_namespaces else options.namespaces)
         # Kept in the memo: the event loop holds tasks only weakly.
         memo["memory_trimmer"] = asyncio.get_running_loop().create_task(
             memory.trim_after_work(
                 lambda: context.reconciler.reconciles, busy=lambda: context.reconciler.under_way > 0
             )
         )
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_informers(**_: Any) -> None:
+        await context.informers.stop()
 
     @kopf.on.probe(id="stores", registry=registry)
     def stores(**_: Any) -> int:

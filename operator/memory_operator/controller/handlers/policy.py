@@ -23,7 +23,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     @kopf.on.update(*POLICIES, registry=registry, retries=10, backoff=5, timeout=600)
     async def policy_changed(body: kopf.Body, namespace: str | None, name: str, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         previous = set((body.get("status") or {}).get("matchedStores") or [])
         await sync.sync_policy(kube, cache, namespace, name)
         current = set(((cache.policy(namespace, name) or {}).get("status") or {}).get("matchedStores") or [])
@@ -39,7 +39,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         assert namespace, "a namespaced resource"
         if type is None:
             return  # the initial listing: the stores' own resume handlers reconcile them
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         if type != "DELETED":
             # A run recorded in `lastRuns` (another writer) changes the conditions this one owns.
             await sync.sync_policy(kube, cache, namespace, str(body["metadata"]["name"]))

@@ -43,7 +43,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     @kopf.on.update(*STORES, registry=registry, retries=10, backoff=5, timeout=600)
     async def converge(namespace: str | None, name: str, reason: str, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         await reconciler.reconcile(cache, namespace, name, trigger=str(reason))
         # A store's labels decide which policies select it.
         await sync.sync_policies(kube, cache, namespace)
@@ -60,14 +60,18 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     async def reconciles_here() -> bool:
         return peering is None or await peering.active(kube, asyncio.get_running_loop().time())
 
+    async def cache_now() -> Cache:
+        await context.informers.listed()
+        return Cache(indexes)
+
     async def repair_drift(store: TimedStore) -> None:
-        cache = Cache(indexes)
+        cache = await cache_now()
         await reconciler.reconcile_soon(cache, store.namespace, store.name, trigger="timer", observation=True)
         await reconciler.count(cache, store.namespace, store.name)
         await context.clients.sync_store(cache, store.namespace, store.name)
 
     async def check_backup_schedule(store: TimedStore) -> None:
-        await sync.schedule_backup(kube, Cache(indexes), store.namespace, store.name, reconciles_here)
+        await sync.schedule_backup(kube, await cache_now(), store.namespace, store.name, reconciles_here)
 
     timers = (
         Timer(
@@ -101,7 +105,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     @kopf.on.startup(registry=registry)
     async def start_timers(memo: kopf.Memo, **kwargs: Any) -> None:
         # Kopf's indexes are live: filled from the watches once they start, kept current after.
-        indexes.update(Cache.of(kwargs).indexes)
+        indexes.update(Cache.of(kwargs, context.informers.indexes).indexes)
         index: kopf.Index[Any, TimedStore] = kwargs[TIMED_STORES]
         memo["store_timers"] = store_timers = StoreTimers(
             timers, lambda: (store for key in index for store in index[key]), reconciles_here
@@ -119,13 +123,13 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     @kopf.on.delete(*STORES, registry=registry, when=needs_finalizer, retries=10, backoff=5, timeout=300)
     async def release(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         await reconciler.release(cache, dict(body))
 
     @kopf.on.event(*STORES, registry=registry, id="store-gone", when=is_deletion)
     async def store_gone(namespace: str | None, name: str, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         await sync.sync_policies(kube, cache, namespace)
         sync.quality_metrics(cache, namespace, name)
 
@@ -143,7 +147,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
             if not reconciler.child_events.is_news(type, body):
                 return
             await reconciler.reconcile_soon(
-                Cache.of(kwargs),
+                await context.cache(kwargs),
                 namespace,
                 labels[_STORE],
                 trigger="child",
@@ -164,7 +168,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     async def cert_manager_changed(type: str | None, **kwargs: Any) -> None:
         if not reconciler.set_cert_manager(type != "DELETED"):
             return
-        cache = Cache.of(kwargs)
+        cache = await context.cache(kwargs)
         for store in cache.every_store():
             if ((store.get("spec") or {}).get("tls") or {}).get("issuerRef"):
                 meta = store["metadata"]
@@ -186,7 +190,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         assert namespace, "a namespaced resource"
         naming: kopf.Index[tuple[str, str], str] = kwargs[SECRET_REFERENCES]
         for store in sorted(set(naming.get((namespace, name), ()))):
-            await reconciler.reconcile_soon(Cache.of(kwargs), namespace, store, trigger="secret")
+            await reconciler.reconcile_soon(await context.cache(kwargs), namespace, store, trigger="secret")
 
 
 _STORE = labels.STORE

@@ -1,0 +1,210 @@
+"""The operator's own streams keep an index of the shape of Kopf's, for `Cache` to read alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kopf
+import pytest
+from kopf._cogs.clients.watching import Bookmark
+
+from memory_operator import labels
+from memory_operator.controller import informer
+from memory_operator.controller.cache import INDEXED, INFORMED, Cache, children_index_entry
+from memory_operator.controller.client_sync import ClientSync
+from memory_operator.controller.handlers import Context, register_all
+from memory_operator.controller.informer import InformedIndex, Informers, Stream
+from memory_operator.controller.reconcile import Reconciler
+from memory_operator.render import RenderSettings
+
+from .test_kopf_settings import options
+
+CONFIGMAPS = next(kind for kind in INFORMED if kind.kind == "ConfigMap")
+
+
+def configmap(
+    name: str, store: str | None = "agents", namespace: str = "team-a", value: str = "1"
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "resourceVersion": value}
+    if store:
+        meta["labels"] = {labels.STORE: store}
+    return {"metadata": meta, "data": {"value": value}}
+
+
+def stream(namespace: str | None = None) -> Stream:
+    return Stream(InformedIndex(), children_index_entry(CONFIGMAPS), namespace)
+
+
+def listed(s: Stream, *bodies: dict[str, Any]) -> None:
+    s.begin_listing()
+    for body in bodies:
+        s.take({"type": None, "object": body})
+    s.take(Bookmark.LISTED)
+
+
+def names(s: Stream, namespace: str = "team-a", store: str = "agents") -> list[str]:
+    cache = Cache({CONFIGMAPS.index_id: s.index})
+    return sorted(obj["metadata"]["name"] for obj in cache.children(namespace, store))
+
+
+def test_a_listing_then_the_watch_keep_a_stores_children() -> None:
+    s = stream()
+    listed(
+        s, configmap("a"), configmap("b"), configmap("other", store="research"), configmap("mine", store=None)
+    )
+    assert s.listed.is_set()
+    assert names(s) == ["a", "b"]
+    assert names(s, store="research") == ["other"]
+    s.take({"type": "ADDED", "object": configmap("c")})
+    s.take({"type": "MODIFIED", "object": configmap("a", value="2")})
+    s.take({"type": "DELETED", "object": configmap("b")})
+    s.take({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})
+    assert names(s) == ["a", "c"]
+    cache = Cache({CONFIGMAPS.index_id: s.index})
+    modified = next(o for o in cache.children("team-a", "agents") if o["metadata"]["name"] == "a")
+    assert modified["data"] == {"value": "2"}
+    assert modified["kind"] == "ConfigMap" and modified["apiVersion"] == "v1"
+
+
+def test_a_child_whose_store_label_changes_moves_to_that_store_or_out() -> None:
+    s = stream()
+    listed(s, configmap("a"))
+    s.take({"type": "MODIFIED", "object": configmap("a", store="research")})
+    assert names(s) == [] and names(s, store="research") == ["a"]
+    s.take({"type": "MODIFIED", "object": configmap("a", store=None)})
+    assert names(s, store="research") == []
+    assert "team-a" not in {key[0] for key in s.index}
+
+
+def test_a_new_listing_drops_what_was_deleted_while_no_stream_was_open() -> None:
+    s = stream()
+    listed(s, configmap("a"), configmap("b"))
+    listed(s, configmap("b", value="3"))
+    assert names(s) == ["b"]
+    listed(s)
+    assert names(s) == []
+
+
+def test_a_listing_cut_short_counts_for_nothing() -> None:
+    s = stream()
+    listed(s, configmap("a"), configmap("b"))
+    s.begin_listing()
+    s.take({"type": None, "object": configmap("a")})  # the connection drops here
+    listed(s, configmap("b"))
+    assert names(s) == ["b"]
+
+
+def test_a_namespaces_listing_drops_nothing_of_another_namespace() -> None:
+    index = InformedIndex()
+    a = Stream(index, children_index_entry(CONFIGMAPS), "team-a")
+    b = Stream(index, children_index_entry(CONFIGMAPS), "team-b")
+    listed(a, configmap("x"))
+    listed(b, configmap("y", namespace="team-b"))
+    listed(a)
+    assert names(b, namespace="team-b") == ["y"]
+    assert names(a) == []
+
+
+def fake_watch(runs: list[list[Any]], calls: list[str | None]) -> Any:
+    """`continuous_watch` playing one list of events per call (an exception ends a run with it), then
+    waiting forever."""
+
+    async def watch(*, namespace: str | None, **_: Any) -> AsyncIterator[Any]:
+        calls.append(namespace)
+        for event in runs.pop(0) if runs else []:
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+        await asyncio.Event().wait()
+
+    return watch
+
+
+async def test_streams_list_then_come_back_after_a_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(informer, "RETRY_SECONDS", 0.01)
+    calls: list[str | None] = []
+    runs = [
+        [{"type": None, "object": configmap("a")}, Bookmark.LISTED, RuntimeError("refused")],
+        [{"type": None, "object": configmap("b")}, Bookmark.LISTED],
+    ]
+    monkeypatch.setattr(informer, "continuous_watch", fake_watch(runs, calls))
+    settings = kopf.OperatorSettings()
+    settings.watching.reconnect_backoff = 0.01
+    informers = Informers((CONFIGMAPS,))
+    informers.start(settings, ["team-a"])
+    await informers.listed()
+    cache = Cache.of({}, informers.indexes)
+    assert [o["metadata"]["name"] for o in cache.children("team-a", "agents")] in (["a"], ["b"])
+    for _ in range(200):
+        if len(calls) == 2:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert calls == ["team-a", "team-a"]
+    assert [o["metadata"]["name"] for o in cache.children("team-a", "agents")] == ["b"]
+    informers.start(settings, ["team-a"])  # again: no second stream
+    assert len(calls) == 2
+    await informers.stop()
+
+
+async def test_each_namespace_gets_its_own_stream_and_cluster_wide_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str | None] = []
+    runs = [[Bookmark.LISTED] for _ in range(4)]
+    monkeypatch.setattr(informer, "continuous_watch", fake_watch(runs, calls))
+    namespaced = Informers((CONFIGMAPS,))
+    namespaced.start(kopf.OperatorSettings(), ["team-a", "team-b"])
+    await namespaced.listed()
+    await namespaced.stop()
+    everywhere = Informers((CONFIGMAPS,))
+    everywhere.start(kopf.OperatorSettings(), None)
+    await everywhere.listed()
+    await everywhere.stop()
+    assert calls == ["team-a", "team-b", None]
+
+
+def test_kopf_watches_only_the_children_a_handler_answers() -> None:
+    """The informed kinds have no Kopf index or handler: Kopf does not watch them at all."""
+    registry = kopf.OperatorRegistry()
+    kube: Any = object()
+    register_all(
+        registry,
+        Context(kube, Reconciler(kube, RenderSettings()), ClientSync(kube), RenderSettings(), options()),
+    )
+    watched = {
+        (handler.selector.group, handler.selector.plural or handler.selector.any_name)
+        for handler in (*registry._indexing.get_all_handlers(), *registry._watching.get_all_handlers())
+        if handler.selector
+    }
+    assert not {(kind.group, kind.plural) for kind in INFORMED} & watched
+    assert {(kind.group, kind.plural) for kind in INDEXED} <= watched
+
+
+async def test_a_handler_reads_the_cache_only_once_the_streams_have_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = asyncio.Event()
+
+    async def watch(*, resource: Any, **_: Any) -> AsyncIterator[Any]:
+        await gate.wait()
+        if resource.plural == CONFIGMAPS.plural:
+            yield {"type": None, "object": configmap("a")}
+        yield Bookmark.LISTED
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(informer, "continuous_watch", watch)
+    kube: Any = object()
+    context = Context(kube, Reconciler(kube, RenderSettings()), ClientSync(kube), RenderSettings(), options())
+    context.informers.start(kopf.OperatorSettings(), ["team-a"])
+    reading = asyncio.create_task(context.cache({}))
+    await asyncio.sleep(0.05)
+    assert not reading.done()
+    gate.set()
+    cache = await asyncio.wait_for(reading, 5)
+    assert [o["metadata"]["name"] for o in cache.children("team-a", "agents")] == ["a"]
+    await context.informers.stop()
