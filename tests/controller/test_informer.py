@@ -13,13 +13,10 @@ from kopf._cogs.clients.watching import Bookmark
 from memory_operator import labels
 from memory_operator.controller import informer
 from memory_operator.controller.cache import INDEXED, INFORMED, Cache, children_index_entry
-from memory_operator.controller.client_sync import ClientSync
-from memory_operator.controller.handlers import Context, register_all
+from memory_operator.controller.handlers import register_all
 from memory_operator.controller.informer import InformedIndex, Informers, Stream
-from memory_operator.controller.reconcile import Reconciler
-from memory_operator.render import RenderSettings
 
-from .test_kopf_settings import options
+from .test_kopf_settings import bare_context
 
 CONFIGMAPS = next(kind for kind in INFORMED if kind.kind == "ConfigMap")
 
@@ -171,11 +168,7 @@ async def test_each_namespace_gets_its_own_stream_and_cluster_wide_one(
 def test_kopf_watches_only_the_children_a_handler_answers() -> None:
     """The informed kinds have no Kopf index or handler: Kopf does not watch them at all."""
     registry = kopf.OperatorRegistry()
-    kube: Any = object()
-    register_all(
-        registry,
-        Context(kube, Reconciler(kube, RenderSettings()), ClientSync(kube), RenderSettings(), options()),
-    )
+    register_all(registry, bare_context())
     watched = {
         (handler.selector.group, handler.selector.plural or handler.selector.any_name)
         for handler in (*registry._indexing.get_all_handlers(), *registry._watching.get_all_handlers())
@@ -198,8 +191,7 @@ async def test_a_handler_reads_the_cache_only_once_the_streams_have_listed(
         await asyncio.Event().wait()
 
     monkeypatch.setattr(informer, "continuous_watch", watch)
-    kube: Any = object()
-    context = Context(kube, Reconciler(kube, RenderSettings()), ClientSync(kube), RenderSettings(), options())
+    context = bare_context()
     context.informers.start(kopf.OperatorSettings(), ["team-a"])
     reading = asyncio.create_task(context.cache({}))
     await asyncio.sleep(0.05)

@@ -85,11 +85,7 @@ def test_other_kinds_get_an_empty_essence() -> None:
 def test_only_the_operators_resources_have_change_handlers_or_timers() -> None:
     """The children's essence is empty: a handler that would compare it must be on the operator's kinds."""
     registry = kopf.OperatorRegistry()
-    kube: Any = object()
-    register_all(
-        registry,
-        Context(kube, Reconciler(kube, RenderSettings()), ClientSync(kube), RenderSettings(), options()),
-    )
+    register_all(registry, bare_context())
     handlers = [*registry._changing.get_all_handlers(), *registry._spawning.get_all_handlers()]
     assert handlers
     assert {handler.selector.group for handler in handlers if handler.selector} == {GROUP}
@@ -111,6 +107,12 @@ def test_extra_fields_a_handler_asks_for_are_kept_as_kopf_keeps_them() -> None:
     built = lean().build(body=body, extra_fields=fields)
     assert built == kopfs
     assert built["status"] == {"phase": "Ready"}
+
+
+def bare_context() -> Context:
+    """The handlers' context, with a client that must not be called."""
+    kube: Any = object()
+    return Context(kube, Reconciler(kube, RenderSettings()), ClientSync(kube), RenderSettings(), options())
 
 
 def options() -> Options:

@@ -1,8 +1,9 @@
-"""What the operator knows of the cluster: Kopf indexes fed by label-filtered watches.
+"""What the operator knows of the cluster: indexes fed by label-filtered watches.
 
 A reconcile reads its store's children, Secrets, policies and backups from here, not from the API:
 a converged store costs no request. Kopf fills every index from its initial listing before any other
-handler runs, and keeps it current from the watch streams.
+handler runs, and keeps it current from the watch streams; the children no handler answers are
+indexed alike by the operator's own streams (informer.py), which handlers wait for as well.
 
 The watches of children select `app.kubernetes.io/managed-by=memory-operator` on the server. Secrets
 are the exception: a store also names Secrets of its user (`auth.existingSecret`, model keys, backup
