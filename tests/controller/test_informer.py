@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 import kopf
@@ -12,7 +12,7 @@ from kopf._cogs.clients.watching import Bookmark
 
 from memory_operator import labels
 from memory_operator.controller import informer
-from memory_operator.controller.cache import INDEXED, INFORMED, Cache, children_index_entry
+from memory_operator.controller.cache import INDEXED, INFORMED, WORKLOADS, Cache, children_index_entry
 from memory_operator.controller.handlers import register_all
 from memory_operator.controller.informer import InformedIndex, Informers, Stream
 
@@ -200,3 +200,81 @@ async def test_a_handler_reads_the_cache_only_once_the_streams_have_listed(
     cache = await asyncio.wait_for(reading, 5)
     assert [o["metadata"]["name"] for o in cache.children("team-a", "agents")] == ["a"]
     await context.informers.stop()
+
+
+async def test_each_event_is_handed_to_the_kinds_reaction_and_what_it_starts_runs() -> None:
+    seen: list[tuple[str | None, str]] = []
+    ran: list[str] = []
+
+    async def work(name: str) -> None:
+        ran.append(name)
+
+    def reaction(event_type: str | None, body: Mapping[str, Any]) -> Awaitable[None] | None:
+        name = body["metadata"]["name"]
+        seen.append((event_type, name))
+        return work(name) if name != "quiet" else None
+
+    s = Stream(InformedIndex(), children_index_entry(CONFIGMAPS), None, reaction)
+    listed(s, configmap("a"))
+    s.take({"type": "MODIFIED", "object": configmap("quiet")})
+    s.take({"type": "DELETED", "object": configmap("a")})
+    s.take({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})
+    await asyncio.sleep(0)
+    assert seen == [(None, "a"), ("MODIFIED", "quiet"), ("DELETED", "a")]
+    assert ran == ["a", "a"]
+
+
+async def test_a_failing_reaction_is_logged_and_the_stream_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    async def fail() -> None:
+        raise RuntimeError("reconcile failed")
+
+    s = Stream(InformedIndex(), children_index_entry(CONFIGMAPS), None, lambda _type, _body: fail())
+    s.take({"type": "ADDED", "object": configmap("a")})
+    s.take({"type": "ADDED", "object": configmap("b")})
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert names(s) == ["a", "b"]
+    assert [r for r in caplog.records if "reaction" in r.getMessage() and r.levelname == "ERROR"]
+
+
+async def test_work_outside_handlers_waits_until_a_handler_has_shown_kopfs_indexes() -> None:
+    context = bare_context()
+    reading = asyncio.create_task(context.cache_now())
+    await asyncio.sleep(0.05)
+    assert not reading.done()
+    stores: dict[Any, Any] = {"team-a": [{"metadata": {"name": "agents", "namespace": "team-a"}}]}
+    await context.cache({"index_memorystores": stores, "unrelated": 1})
+    cache = await asyncio.wait_for(reading, 5)
+    assert cache.store("team-a", "agents") is not None
+
+
+async def test_a_workloads_news_reconciles_its_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store handlers answer StatefulSets' and Deployments' events from the streams, as Kopf handlers
+    answered them: a change of what a reconcile reads observes the store; an echo does not."""
+    context = bare_context()
+    register_all(kopf.OperatorRegistry(), context)
+    asked: list[tuple[str, str, str, bool]] = []
+
+    async def reconcile_soon(cache: Cache, namespace: str, name: str, **kwargs: Any) -> None:
+        asked.append((namespace, name, kwargs["trigger"], kwargs["observation"]))
+
+    monkeypatch.setattr(context.reconciler, "reconcile_soon", reconcile_soon)
+    await context.cache({})  # a Kopf handler has run
+    for workload in WORKLOADS:
+        reaction = context.informers._reactions[workload.index_id]
+        body = {
+            "kind": workload.kind,
+            "metadata": {
+                "name": "agents-x",
+                "namespace": "team-a",
+                "uid": workload.kind,
+                "labels": {labels.STORE: "agents"},
+            },
+            "status": {"readyReplicas": 1},
+        }
+        started = reaction("MODIFIED", body)
+        assert started is not None
+        await started
+        assert reaction("MODIFIED", body) is None  # nothing it reads changed
+        assert reaction("MODIFIED", {**body, "metadata": {**body["metadata"], "labels": {}}}) is None
+    assert asked == [("team-a", "agents", "child", True)] * 2

@@ -2,8 +2,8 @@
 
 A reconcile reads its store's children, Secrets, policies and backups from here, not from the API:
 a converged store costs no request. Kopf fills every index from its initial listing before any other
-handler runs, and keeps it current from the watch streams; the children no handler answers are
-indexed alike by the operator's own streams (informer.py), which handlers wait for as well.
+handler runs, and keeps it current from the watch streams; most children are indexed alike by the
+operator's own streams (informer.py), which handlers wait for as well.
 
 The watches of children select `app.kubernetes.io/managed-by=memory-operator` on the server. Secrets
 are the exception: a store also names Secrets of its user (`auth.existingSecret`, model keys, backup
@@ -58,22 +58,25 @@ class Watched:
         return f"index_{self.plural}"
 
 
-# The children of stores (and of their backups), listed by their `store` label. Those whose changes no
-# handler answers are kept by the operator's own streams (informer.py), the others by Kopf's indexes.
+# The children of stores (and of their backups), listed by their `store` label. Most are kept by the
+# operator's own streams (informer.py), the workloads' changes answered there too; Jobs, which several
+# handlers answer, and Certificates, a kind Kopf watches once the cluster serves it, by Kopf's indexes.
+WORKLOADS = (
+    Watched("apps", "v1", "statefulsets", "StatefulSet"),
+    Watched("apps", "v1", "deployments", "Deployment"),
+)
 INFORMED = (
     Watched("", "v1", "configmaps", "ConfigMap"),
     Watched("", "v1", "services", "Service"),
     Watched("", "v1", "serviceaccounts", "ServiceAccount"),
     Watched("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
+    *WORKLOADS,
     Watched("batch", "v1", "cronjobs", "CronJob"),
     Watched("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     Watched("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
 )
 INDEXED = (
-    Watched("apps", "v1", "statefulsets", "StatefulSet"),
-    Watched("apps", "v1", "deployments", "Deployment"),
     Watched("batch", "v1", "jobs", "Job"),
-    # A store's cert-manager Certificate (`tls.issuerRef`); Kopf watches it once the cluster serves it.
     Watched("cert-manager.io", "v1", "certificates", "Certificate"),
 )
 CHILDREN = INFORMED + INDEXED

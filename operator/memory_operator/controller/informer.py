@@ -1,11 +1,13 @@
-"""The cache of the child kinds no handler reacts to, fed by the operator's own list+watch loops.
+"""The cache of most child kinds, fed by the operator's own list+watch loops.
 
-A store's ConfigMap, Services, ServiceAccount, claims, CronJobs, NetworkPolicies and PodDisruptionBudget
-are read by its reconcile (to skip an apply that would change nothing, and to prune) but their changes
-start nothing: drift is repaired by the store's periodic reconcile. Kopf would still process each of
-their events as it processes a handled one (a worker per object, its handler machinery, its index): some
-ten events per store, most of the operator's work while many stores start at once. Here each event only
-updates an index of the shape Kopf's indexes have, so `Cache` reads both alike.
+A store's ConfigMap, Services, ServiceAccount, claims, workloads, CronJobs, NetworkPolicies and
+PodDisruptionBudget are read by its reconcile (to skip an apply that would change nothing, and to
+prune); of their changes only the workloads' start anything (a reconcile when what it reads of them
+changed), and drift is repaired by the store's periodic reconcile. Kopf would process each of their
+events as it processes a handled one (a worker per object, its handler machinery, its index): some
+twenty events per store, most of the operator's work while many stores start at once. Here each event
+updates an index of the shape Kopf's indexes have, so `Cache` reads both alike, and is handed to the
+kind's reaction, if it has one.
 
 The streams are Kopf's own (`continuous_watch`: the listing, then the watch from its resource version,
 with the label selectors of `cache.configure_watches`, Kopf's credentials and timeouts); each run of
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -39,6 +41,9 @@ RETRY_CAP_SECONDS = 60.0
 
 ObjectKey = tuple[str, str]  # namespace, name
 IndexEntry = Callable[[Mapping[str, Any]], tuple[Any, Packed] | None]
+# What a kind's event starts (given the event's type, None for a listing, and the object), if anything:
+# run as a task of its own, so that the stream goes on meanwhile.
+Reaction = Callable[[str | None, Mapping[str, Any]], Awaitable[None] | None]
 
 
 class InformedIndex(Mapping[Any, Sequence[Packed]]):
@@ -81,10 +86,19 @@ class InformedIndex(Mapping[Any, Sequence[Packed]]):
 class Stream:
     """What one list+watch stream (a kind, in a namespace or cluster-wide) does to its kind's index."""
 
-    def __init__(self, index: InformedIndex, entry: IndexEntry, namespace: str | None) -> None:
+    def __init__(
+        self,
+        index: InformedIndex,
+        entry: IndexEntry,
+        namespace: str | None,
+        reaction: Reaction | None = None,
+        spawn: Callable[[Awaitable[None]], None] | None = None,
+    ) -> None:
         self.index = index
         self.entry = entry
         self.namespace = namespace
+        self.reaction = reaction
+        self.spawn = spawn or _spawn
         self.listed = asyncio.Event()
         self._listing: set[ObjectKey] | None = None
 
@@ -102,10 +116,14 @@ class Stream:
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if kind == "DELETED":
             self.index.drop(key)
-            return
-        if kind is None and self._listing is not None:
-            self._listing.add(key)
-        self.index.put(key, self.entry(body))
+        else:
+            if kind is None and self._listing is not None:
+                self._listing.add(key)
+            self.index.put(key, self.entry(body))
+        if self.reaction is not None:
+            started = self.reaction(kind, body)
+            if started is not None:
+                self.spawn(started)
 
     def _end_listing(self) -> None:
         """Objects the listing did not show are gone (deleted while no stream was open)."""
@@ -123,8 +141,13 @@ class Informers:
     def __init__(self, kinds: Sequence[Watched]) -> None:
         self.kinds = tuple(kinds)
         self.indexes: dict[str, InformedIndex] = {kind.index_id: InformedIndex() for kind in kinds}
+        self._reactions: dict[str, Reaction] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._streams: list[Stream] = []
+
+    def react(self, kind: Watched, reaction: Reaction) -> None:
+        """Hand each event of the kind to `reaction` (registered before the streams start)."""
+        self._reactions[kind.index_id] = reaction
 
     def start(self, settings: kopf.OperatorSettings, namespaces: Sequence[str] | None) -> None:
         """Start a stream of each kind in each namespace (cluster-wide: None). Starting again does
@@ -134,7 +157,12 @@ class Informers:
         loop = asyncio.get_running_loop()
         for kind in self.kinds:
             for namespace in namespaces if namespaces is not None else (None,):
-                stream = Stream(self.indexes[kind.index_id], children_index_entry(kind), namespace)
+                stream = Stream(
+                    self.indexes[kind.index_id],
+                    children_index_entry(kind),
+                    namespace,
+                    self._reactions.get(kind.index_id),
+                )
                 self._streams.append(stream)
                 self._tasks.append(loop.create_task(_keep(settings, kind, stream)))
 
@@ -185,3 +213,19 @@ async def _keep(settings: kopf.OperatorSettings, kind: Watched, stream: Stream) 
         finally:
             stopper.cancel()
         await asyncio.sleep(settings.watching.reconnect_backoff)
+
+
+# Reactions under way: the event loop holds tasks only weakly.
+_REACTIONS: set[asyncio.Task[None]] = set()
+
+
+def _spawn(work: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(work)
+    _REACTIONS.add(task)
+    task.add_done_callback(_reaction_done)
+
+
+def _reaction_done(task: asyncio.Task[None]) -> None:
+    _REACTIONS.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("A reaction to a watch event failed: %r", task.exception(), exc_info=task.exception())

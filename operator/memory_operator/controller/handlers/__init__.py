@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,14 +29,29 @@ class Context:
     options: Options
     # Among replicas: which one runs the operator's own loops (None: alone).
     peering: Peering | None = None
-    # The children no handler answers, kept by the operator's own streams (started at startup).
+    # Most children, kept by the operator's own streams (started at startup).
     informers: Informers = field(default_factory=lambda: Informers(cache.INFORMED))
+    # Kopf's indexes as the first handler got them (live: Kopf keeps them current), for the work that
+    # does not run in a Kopf handler (the stores' timers, the reactions to workloads' events).
+    kopf_indexes: dict[str, Any] = field(default_factory=dict)
+    kopf_indexed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def cache(self, kwargs: Mapping[str, Any]) -> Cache:
         """What a handler reads: Kopf's indexes from its keyword arguments, and the informed kinds once
         listed (a reconcile never mistakes a child not yet listed for a missing one)."""
+        if not self.kopf_indexed.is_set():
+            # Kopf runs no handler before its indexes are filled.
+            self.kopf_indexes.update(Cache.of(kwargs).indexes)
+            self.kopf_indexed.set()
         await self.informers.listed()
         return Cache.of(kwargs, self.informers.indexes)
+
+    async def cache_now(self) -> Cache:
+        """What work outside Kopf's handlers reads: the same, once a handler has shown Kopf's indexes
+        filled (before that, a store's Secrets could seem missing and new keys be made)."""
+        await self.kopf_indexed.wait()
+        await self.informers.listed()
+        return Cache({**self.kopf_indexes, **self.informers.indexes})
 
 
 def register_all(registry: kopf.OperatorRegistry, context: Context) -> None:

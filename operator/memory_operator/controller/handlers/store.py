@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import kopf
 
 from memory_operator import labels
 from memory_operator.controller import sync
-from memory_operator.controller.cache import Cache
+from memory_operator.controller.cache import WORKLOADS, Cache
 from memory_operator.controller.handlers import Context
 from memory_operator.controller.snapshot import referenced_secret_names
 from memory_operator.controller.store_timers import StoreTimers, TimedStore, Timer, spread_delay
@@ -54,24 +55,21 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
     # clients sync again: their event handlers are not retried) and backup schedule checks, for every
     # store from one loop (store_timers.py). After a restart, every store's first repair waits half a
     # period and a share of the other half of its own.
-    indexes: dict[str, Any] = {}  # Kopf's, given at startup
     peering = context.peering
 
     async def reconciles_here() -> bool:
         return peering is None or await peering.active(kube, asyncio.get_running_loop().time())
 
-    async def cache_now() -> Cache:
-        await context.informers.listed()
-        return Cache(indexes)
-
     async def repair_drift(store: TimedStore) -> None:
-        cache = await cache_now()
+        cache = await context.cache_now()
         await reconciler.reconcile_soon(cache, store.namespace, store.name, trigger="timer", observation=True)
         await reconciler.count(cache, store.namespace, store.name)
         await context.clients.sync_store(cache, store.namespace, store.name)
 
     async def check_backup_schedule(store: TimedStore) -> None:
-        await sync.schedule_backup(kube, await cache_now(), store.namespace, store.name, reconciles_here)
+        await sync.schedule_backup(
+            kube, await context.cache_now(), store.namespace, store.name, reconciles_here
+        )
 
     timers = (
         Timer(
@@ -104,8 +102,6 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
 
     @kopf.on.startup(registry=registry)
     async def start_timers(memo: kopf.Memo, **kwargs: Any) -> None:
-        # Kopf's indexes are live: filled from the watches once they start, kept current after.
-        indexes.update(Cache.of(kwargs, context.informers.indexes).indexes)
         index: kopf.Index[Any, TimedStore] = kwargs[TIMED_STORES]
         memo["store_timers"] = store_timers = StoreTimers(
             timers, lambda: (store for key in index for store in index[key]), reconciles_here
@@ -135,25 +131,35 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
 
     # Readiness comes from the workloads' own status, a restore's outcome from its Job: re-read them
     # when they change, and only what a reconcile reads of them (child_events).
-    for group, plural in (("apps", "statefulsets"), ("apps", "deployments"), ("batch", "jobs")):
-
-        @kopf.on.event(
-            group, "v1", plural, registry=registry, id=f"child-{plural}", labels={labels.STORE: kopf.PRESENT}
+    async def observe_child(cache: Cache, namespace: str, store: str) -> None:
+        await reconciler.reconcile_soon(
+            cache, namespace, store, trigger="child", settle=CHILD_SETTLE_SECONDS, observation=True
         )
-        async def child_changed(
-            namespace: str | None, labels: kopf.Labels, type: str | None, body: kopf.Body, **kwargs: Any
-        ) -> None:
-            assert namespace, "a namespaced resource"
-            if not reconciler.child_events.is_news(type, body):
-                return
-            await reconciler.reconcile_soon(
-                await context.cache(kwargs),
-                namespace,
-                labels[_STORE],
-                trigger="child",
-                settle=CHILD_SETTLE_SECONDS,
-                observation=True,
-            )
+
+    # The workloads' events come from the operator's own streams.
+    def workload_changed(event_type: str | None, body: Mapping[str, Any]) -> Awaitable[None] | None:
+        meta = body.get("metadata") or {}
+        store = (meta.get("labels") or {}).get(_STORE)
+        if not store or not reconciler.child_events.is_news(event_type, body):
+            return None
+        return observe_workload(str(meta.get("namespace")), str(store))
+
+    async def observe_workload(namespace: str, store: str) -> None:
+        await observe_child(await context.cache_now(), namespace, store)
+
+    for workload in WORKLOADS:
+        context.informers.react(workload, workload_changed)
+
+    # Jobs' events come from Kopf: other handlers answer them too.
+    @kopf.on.event(
+        "batch", "v1", "jobs", registry=registry, id="child-jobs", labels={labels.STORE: kopf.PRESENT}
+    )
+    async def job_changed(
+        namespace: str | None, labels: kopf.Labels, type: str | None, body: kopf.Body, **kwargs: Any
+    ) -> None:
+        assert namespace, "a namespaced resource"
+        if reconciler.child_events.is_news(type, body):
+            await observe_child(await context.cache(kwargs), namespace, labels[_STORE])
 
     # cert-manager installed (or removed) while the operator runs: stores that name an issuer go on (or
     # are refused). The initial listing reports an installed one as well.
