@@ -12,7 +12,13 @@ from memory_operator.api.common import GROUP
 from memory_operator.controller.client_sync import ClientSync
 from memory_operator.controller.handlers import Context, register_all
 from memory_operator.controller.reconcile import Reconciler
-from memory_operator.controller.settings import KOPF_PREFIX, LeanDiffBaseStorage, Options, apply_kopf_settings
+from memory_operator.controller.settings import (
+    KOPF_PREFIX,
+    LeanDiffBaseStorage,
+    Options,
+    apply_kopf_settings,
+    kept_diffbase,
+)
 from memory_operator.render import RenderSettings
 
 KEY = "last-handled-configuration"
@@ -164,3 +170,46 @@ def test_kopf_waits_for_its_own_patch_longer_than_a_bursts_watch_lag() -> None:
     settings = kopf.OperatorSettings()
     apply_kopf_settings(settings, options())
     assert settings.persistence.consistency_timeout >= 30
+
+
+def test_the_last_handled_essence_is_kept_in_memory_and_written_nowhere() -> None:
+    """Kopf patches an object only to store its essence when the storage puts it in the patch: the kept
+    storage does not, so a handled change costs no write of Kopf's."""
+    kept = kept_diffbase()
+    body = kopf.Body(store_body())
+    assert kept.fetch(body=body) is None  # the annotation of an earlier version is not read
+    essence = kept.build(body=body)
+    assert f"{KOPF_PREFIX}/{KEY}" not in essence["metadata"]["annotations"]
+    patch = kopf.Patch()
+    kept.store(body=body, patch=patch, essence=essence)
+    assert not patch
+    assert kept.fetch(body=body) == essence
+    other = kopf.Body({**store_body(), "metadata": {**store_body()["metadata"], "uid": "v"}})
+    assert kept.fetch(body=other) is None
+    kept.forget("u")
+    assert kept.fetch(body=body) is None
+
+
+def test_the_operator_keeps_the_essences_its_handlers_forget() -> None:
+    context = bare_context()
+    settings = kopf.OperatorSettings()
+    apply_kopf_settings(settings, options(), context.diffbase)
+    assert settings.persistence.diffbase_storage is context.diffbase
+
+
+async def test_a_deleted_store_or_policy_leaves_no_essence_behind() -> None:
+    context = bare_context()
+    registry = kopf.OperatorRegistry()
+    register_all(registry, context)
+    handlers = {h.id: h.fn for h in registry._watching.get_all_handlers()}
+    for handler_id, kind in (("store-gone", "MemoryStore"), ("policy-event", "MemoryPolicy")):
+        body = kopf.Body(
+            {**store_body(), "kind": kind, "metadata": {**store_body()["metadata"], "uid": kind}}
+        )
+        patch = kopf.Patch()
+        context.diffbase.store(body=body, patch=patch, essence=context.diffbase.build(body=body))
+        context.kopf_indexed.set()
+        await handlers[handler_id](
+            type="DELETED", body=body, namespace="n", name="s", uid=kind, **{"index_memorystores": {}}
+        )
+        assert context.diffbase.fetch(body=body) is None, handler_id

@@ -14,8 +14,9 @@ from memory_operator import labels
 from memory_operator.api.common import GROUP
 from memory_operator.controller import cache
 
-# Kopf keeps its progress and last-handled spec under a subdomain of ours, so that our own annotations
-# (e.g. memory-operator.io/paused) stay part of what Kopf compares to detect changes.
+# Kopf keeps its progress (and an earlier version kept the last-handled spec) under a subdomain of ours,
+# so that our own annotations (e.g. memory-operator.io/paused) stay part of what Kopf compares to detect
+# changes.
 KOPF_PREFIX = f"kopf.{labels.PREFIX}"
 # How long an object's worker waits for more events before it frees its slot. Kopf's default (5 s)
 # admits a burst of new objects in waves; events of one object still come together within it.
@@ -69,12 +70,12 @@ class Options:
         )
 
 
-def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> None:
+def apply_kopf_settings(
+    settings: kopf.OperatorSettings, options: Options, diffbase: KeptDiffBaseStorage | None = None
+) -> None:
     settings.persistence.finalizer = labels.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = LeanDiffBaseStorage(
-        groups=(GROUP,), prefix=KOPF_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = diffbase or kept_diffbase()
     # Silently dead watch streams are the most common failure of Kopf operators: reconnect regularly.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -94,6 +95,10 @@ def apply_kopf_settings(settings: kopf.OperatorSettings, options: Options) -> No
     settings.posting.level = logging.INFO
     settings.posting.reporting_component = "memory-operator"
     settings.posting.event_name_prefix = "memory-operator-"
+
+
+def kept_diffbase() -> KeptDiffBaseStorage:
+    return KeptDiffBaseStorage(groups=(GROUP,), prefix=KOPF_PREFIX, key="last-handled-configuration")
 
 
 # What Kopf's diff-base keeps of an object's metadata (and reads to name its annotation).
@@ -122,3 +127,25 @@ class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         lean: dict[str, Any] = {k: v for k, v in body.items() if k not in ("metadata", "status")}
         lean["metadata"] = {key: meta[key] for key in ESSENTIAL_METADATA if key in meta}
         return super().build(body=kopf.Body(cast(kopf.RawBody, lean)))
+
+
+class KeptDiffBaseStorage(LeanDiffBaseStorage):
+    """The last-handled essence of each object kept in the operator's memory, by uid, instead of in an
+    annotation of the object: Kopf would patch every store (and policy) once more after each handled
+    change only to write it. After a restart none is known: Kopf sees each object as new, and its
+    handler (the same for creation, change and resumption) converges it as it would on resuming. The
+    annotation an earlier version wrote stays out of the essence (`build`) and is no longer read."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._kept: dict[str, kopf.BodyEssence] = {}
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self._kept.get(str(body.get("metadata", {}).get("uid")))
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        self._kept[str(body.get("metadata", {}).get("uid"))] = essence
+
+    def forget(self, uid: str) -> None:
+        """The object is gone."""
+        self._kept.pop(uid, None)

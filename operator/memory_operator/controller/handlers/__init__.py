@@ -16,7 +16,7 @@ from memory_operator.controller.informer import Informers
 from memory_operator.controller.kube import Kube
 from memory_operator.controller.peering import Peering
 from memory_operator.controller.reconcile import Reconciler
-from memory_operator.controller.settings import Options
+from memory_operator.controller.settings import KeptDiffBaseStorage, Options, kept_diffbase
 from memory_operator.render import RenderSettings
 
 
@@ -35,6 +35,8 @@ class Context:
     # does not run in a Kopf handler (the stores' timers, the reactions to workloads' events).
     kopf_indexes: dict[str, Any] = field(default_factory=dict)
     kopf_indexed: asyncio.Event = field(default_factory=asyncio.Event)
+    # What Kopf last handled of each store and policy (Kopf's settings use it; gone objects leave it).
+    diffbase: KeptDiffBaseStorage = field(default_factory=kept_diffbase)
 
     async def cache(self, kwargs: Mapping[str, Any]) -> Cache:
         """What a handler reads: Kopf's indexes from its keyword arguments, and the informed kinds once

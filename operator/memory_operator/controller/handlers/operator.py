@@ -21,7 +21,7 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        apply_kopf_settings(settings, context.options)
+        apply_kopf_settings(settings, context.options, context.diffbase)
         memory.tune_collector()
         options = context.options
         context.informers.start(settings, None if options.all_namespaces else options.namespaces)

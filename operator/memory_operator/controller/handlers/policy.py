@@ -40,7 +40,9 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         if type is None:
             return  # the initial listing: the stores' own resume handlers reconcile them
         cache = await context.cache(kwargs)
-        if type != "DELETED":
+        if type == "DELETED":
+            context.diffbase.forget(str(body["metadata"].get("uid")))
+        else:
             # A run recorded in `lastRuns` (another writer) changes the conditions this one owns.
             await sync.sync_policy(kube, cache, namespace, str(body["metadata"]["name"]))
         for store_name in (body.get("status") or {}).get("matchedStores") or []:

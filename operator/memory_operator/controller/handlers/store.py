@@ -123,8 +123,9 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         await reconciler.release(cache, dict(body))
 
     @kopf.on.event(*STORES, registry=registry, id="store-gone", when=is_deletion)
-    async def store_gone(namespace: str | None, name: str, **kwargs: Any) -> None:
+    async def store_gone(namespace: str | None, name: str, uid: str, **kwargs: Any) -> None:
         assert namespace, "a namespaced resource"
+        context.diffbase.forget(uid)
         cache = await context.cache(kwargs)
         await sync.sync_policies(kube, cache, namespace)
         sync.quality_metrics(cache, namespace, name)
