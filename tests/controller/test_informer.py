@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
@@ -278,3 +279,37 @@ async def test_a_workloads_news_reconciles_its_store(monkeypatch: pytest.MonkeyP
         assert reaction("MODIFIED", body) is None  # nothing it reads changed
         assert reaction("MODIFIED", {**body, "metadata": {**body["metadata"], "labels": {}}}) is None
     assert asked == [("team-a", "agents", "child", True)] * 2
+
+
+async def test_a_paused_replica_does_not_answer_a_workloads_news(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kopf pauses a replica while a peer reconciles; the operator's streams go on there, but their
+    reactions reconcile nothing."""
+
+    class Paused:
+        async def active(self, kube: Any, now: float) -> bool:
+            return False
+
+    peering: Any = Paused()
+    context = dataclasses.replace(bare_context(), peering=peering)
+    register_all(kopf.OperatorRegistry(), context)
+    asked: list[str] = []
+
+    async def reconcile_soon(cache: Cache, namespace: str, name: str, **kwargs: Any) -> None:
+        asked.append(name)
+
+    monkeypatch.setattr(context.reconciler, "reconcile_soon", reconcile_soon)
+    await context.cache({})
+    reaction = context.informers._reactions[WORKLOADS[0].index_id]
+    body = {
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": "agents-q",
+            "namespace": "team-a",
+            "uid": "q",
+            "labels": {labels.STORE: "agents"},
+        },
+    }
+    started = reaction("ADDED", body)
+    assert started is not None
+    await started
+    assert asked == []

@@ -3,8 +3,9 @@
 Replicas announce themselves in Kopf's peering object (`ClusterKopfPeering`, or a `KopfPeering` in each
 watched namespace), each with a priority and when it was last seen. Kopf pauses a replica while another
 live one (seen within its lifetime) has the same or a higher priority; its handlers then stop and its
-watches freeze. The operator's own loops (store_timers.py) ask `Peering.active` before they act: a
-paused replica's cache is stale, and it must not write from it.
+watches freeze. The operator's own loops (store_timers.py) and the reactions to its own streams
+(informer.py, which do not pause) ask `Peering.active` before they act: a paused replica's Kopf indexes
+are stale, and two replicas must not reconcile a store at once.
 """
 
 from __future__ import annotations

@@ -146,7 +146,9 @@ def register(registry: kopf.OperatorRegistry, context: Context) -> None:
         return observe_workload(str(meta.get("namespace")), str(store))
 
     async def observe_workload(namespace: str, store: str) -> None:
-        await observe_child(await context.cache_now(), namespace, store)
+        # The streams go on while Kopf pauses this replica: only the replica that reconciles answers.
+        if await reconciles_here():
+            await observe_child(await context.cache_now(), namespace, store)
 
     for workload in WORKLOADS:
         context.informers.react(workload, workload_changed)
