@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import kopf
 import pytest
 from kopf._cogs.clients.watching import Bookmark
+from kopf._core.engines import posting
 
 from memory_operator import labels
 from memory_operator.controller import informer
@@ -313,3 +315,26 @@ async def test_a_paused_replica_does_not_answer_a_workloads_news(monkeypatch: py
     assert started is not None
     await started
     assert asked == []
+
+
+async def test_work_outside_handlers_posts_events_into_kopfs_queue() -> None:
+    """Kopf sets its Event queue only in the tasks of its handlers; a reaction's reconcile or a timer's
+    posts its Events all the same (Kopf then writes them)."""
+    context = bare_context()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def handler() -> None:  # as Kopf runs one: the queue set in its task
+        posting.event_queue_loop_var.set(asyncio.get_running_loop())
+        posting.event_queue_var.set(queue)
+        await context.cache({})
+
+    await asyncio.create_task(handler())
+
+    async def outside() -> None:
+        posting.settings_var.set(kopf.OperatorSettings())  # Kopf sets this one for every task
+        await context.cache_now()
+        target = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n", "uid": "u"}}
+        kopf.info(target, reason="Rolling", message="node 2 of 3")
+
+    await asyncio.wait_for(asyncio.create_task(outside(), context=contextvars.Context()), 5)
+    assert queue.get_nowait().reason == "Rolling"

@@ -30,9 +30,17 @@ class Permission:
 # Namespaced: granted in every watched namespace (a ClusterRole when the operator watches all).
 NAMESPACED = (
     Permission(
-        GROUP, "memorystores", (*WATCHED, "patch"), "watch cache; the finalizer and Kopf's annotations"
+        GROUP,
+        "memorystores",
+        (*WATCHED, "patch"),
+        "watch cache; the finalizer; Kopf's progress annotations (a failed handler's retries)",
     ),
-    Permission(GROUP, "memorypolicies", (*WATCHED, "patch"), "watch cache; Kopf's annotations"),
+    Permission(
+        GROUP,
+        "memorypolicies",
+        (*WATCHED, "patch"),
+        "watch cache; Kopf's progress annotations (a failed handler's retries)",
+    ),
     Permission(
         GROUP,
         "memorybackups",
@@ -100,9 +108,12 @@ ALL_NAMESPACES = (
 )
 
 # Granted but not seen in a request: admission checks them (OwnerReferencesPermissionEnforcement),
-# and peering objects of listed namespaces exist only when the operator watches listed namespaces.
+# peering objects of listed namespaces exist only when the operator watches listed namespaces, and Kopf
+# patches a policy only to record the retries of a failed handler (its last-handled state is kept in
+# memory: settings.KeptDiffBaseStorage).
 NOT_REQUESTED = frozenset(
     {
+        (GROUP, "memorypolicies", "patch"),
         (GROUP, "memorystores/finalizers", "update"),
         (GROUP, "memorybackups/finalizers", "update"),
         (GROUP, "memoryclients/finalizers", "update"),
