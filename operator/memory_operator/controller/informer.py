@@ -92,13 +92,11 @@ class Stream:
         entry: IndexEntry,
         namespace: str | None,
         reaction: Reaction | None = None,
-        spawn: Callable[[Awaitable[None]], None] | None = None,
     ) -> None:
         self.index = index
         self.entry = entry
         self.namespace = namespace
         self.reaction = reaction
-        self.spawn = spawn or _spawn
         self.listed = asyncio.Event()
         self._listing: set[ObjectKey] | None = None
 
@@ -123,7 +121,7 @@ class Stream:
         if self.reaction is not None:
             started = self.reaction(kind, body)
             if started is not None:
-                self.spawn(started)
+                _spawn(started)
 
     def _end_listing(self) -> None:
         """Objects the listing did not show are gone (deleted while no stream was open)."""

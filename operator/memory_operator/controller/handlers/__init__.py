@@ -62,7 +62,7 @@ class Context:
             if value is not None:
                 var.set(value)
         await self.informers.listed()
-        return Cache({**self.kopf_indexes, **self.informers.indexes})
+        return Cache.of(self.kopf_indexes, self.informers.indexes)
 
 
 # Where `kopf.info` and `kopf.warn` queue Events: Kopf sets these in each object's task only.
